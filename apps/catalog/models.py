@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import os
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+
+PRICE_DIGITS = {"max_digits": 18, "decimal_places": 6}
+
+
+class Backend(models.Model):
+    """An OpenAI-compatible inference server: vLLM, Ollama, llama.cpp server, TGI, …"""
+
+    name = models.SlugField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500, help_text="e.g. http://gpu-node-1:8000/v1")
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable holding this backend's secret, if any.",
+    )
+
+    def secret(self) -> str:
+        """The backend's secret, read from the environment so it never sits in the database."""
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Kind(models.TextChoices):
+    CHAT = "chat", "Chat"
+    EMBEDDING = "embedding", "Embedding"
+    VLM = "vlm", "Vision-language"
+
+
+class Tag(models.TextChoices):
+    FC = "FC", "Function calling"
+    EMB = "EMB", "Embedding"
+    VLM = "VLM", "Vision-language"
+    NON_COMMERCIAL = "non-commercial", "Non-commercial"
+
+
+def validate_tags(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ValidationError("Tags must be a list of strings.")
+    unknown = sorted(set(value) - set(Tag.values))
+    if unknown:
+        raise ValidationError(
+            f"Unknown tag(s) {', '.join(unknown)}; known tags are {', '.join(Tag.values)}."
+        )
+
+
+class CatalogModel(models.Model):
+    """A model clients name in their requests, with its price and its limits."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, unique=True, help_text='What clients send as "model".')
+    backend = models.ForeignKey(Backend, models.PROTECT, related_name="models")
+    upstream_model = models.CharField(max_length=200, help_text="The model's name on its backend.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHAT)
+    prompt_price = models.DecimalField(
+        **PRICE_DIGITS, validators=[MinValueValidator(0)], help_text="Credits per 1M prompt tokens."
+    )
+    completion_price = models.DecimalField(
+        **PRICE_DIGITS,
+        validators=[MinValueValidator(0)],
+        help_text="Credits per 1M completion tokens.",
+    )
+    context_window = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_concurrency = models.PositiveIntegerField(default=4, validators=[MinValueValidator(1)])
+    queue_size = models.PositiveIntegerField(default=16)
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(prompt_price__gte=0) & models.Q(completion_price__gte=0),
+                name="catalog_catalogmodel_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(context_window__gte=1) & models.Q(max_concurrency__gte=1),
+                name="catalog_catalogmodel_positive_limits",
+            ),
+        ]
+
+    @property
+    def is_non_commercial(self) -> bool:
+        return Tag.NON_COMMERCIAL in self.tags
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from apps.catalog.models import CatalogModel
+from apps.teams.models import Team
+
+CREDIT_DIGITS = {"max_digits": 20, "decimal_places": 6}
+
+
+class Grant(models.Model):
+    """A team's credit pool; every key of the grant spends from it."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.PROTECT, related_name="grants")
+    identifier = models.SlugField(max_length=100, unique=True, help_text="e.g. plgexample-gpu")
+    credits_allocated = models.DecimalField(**CREDIT_DIGITS, validators=[MinValueValidator(0)])
+    # Counters kept next to what they limit; changed only by conditional UPDATEs (gateway).
+    credits_used = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
+    credits_held = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
+    valid_from = models.DateField()
+    valid_until = models.DateField()
+    allowed_models = models.ManyToManyField(CatalogModel, blank=True, related_name="grants")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["identifier"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(valid_until__gte=models.F("valid_from")),
+                name="grants_grant_valid_until_after_valid_from",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(credits_allocated__gte=0),
+                name="grants_grant_credits_allocated_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(credits_used__gte=0, credits_held__gte=0),
+                name="grants_grant_counters_not_negative",
+            ),
+        ]
+
+    @property
+    def credits_left(self):
+        return max(self.credits_allocated - self.credits_used - self.credits_held, 0)
+
+    def __str__(self) -> str:
+        return self.identifier

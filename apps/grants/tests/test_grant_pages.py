@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_shows_a_tile_per_grant_of_the_users_teams(client, world):
+    client.force_login(world.bob)
+    response = client.get(reverse("grants:list"))
+    assert response.status_code == 200
+    assert b"alice-grant" in response.content
+    assert b"1000" in response.content
+
+
+def test_it_shows_no_tiles_to_an_outsider(client, world):
+    client.force_login(world.charlie)
+    response = client.get(reverse("grants:list"))
+    assert b"alice-grant" not in response.content
+
+
+def test_it_shows_the_grant_page_to_members(client, world):
+    client.force_login(world.bob)
+    response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "chat-small" in body and "embed-small" not in body
+    assert "alice" in body and "bob" in body
+    assert str(world.grant.public_id) in body
+
+
+def test_it_returns_404_to_an_outsider_guessing_the_url(client, world):
+    client.force_login(world.charlie)
+    response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    assert response.status_code == 404
+
+
+def test_it_returns_the_same_404_for_a_grant_that_does_not_exist(client, world):
+    client.force_login(world.charlie)
+    response = client.get(reverse("grants:detail", args=[uuid.uuid4()]))
+    assert response.status_code == 404
+
+
+def test_it_sends_anonymous_visitors_to_sign_in(client, world):
+    response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    assert response.status_code == 302
+    assert "/accounts/login/" in response["Location"]

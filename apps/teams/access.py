@@ -1,0 +1,36 @@
+"""The one place that decides who may see and do what in a team's scope.
+
+Outsiders get 404 (a grant's existence is not leaked); a member without the needed role
+gets 403. Views call these helpers and never query memberships themselves.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from apps.grants.models import Grant
+from apps.teams.models import Membership
+
+
+def membership_for(*, user, team) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(team=team, user=user).first()
+
+
+def grant_for_member(*, user, public_id) -> tuple[Grant, Membership]:
+    """The grant with this public id, if ``user`` is in its team; otherwise 404."""
+    grant = Grant.objects.select_related("team").filter(public_id=public_id).first()
+    membership = membership_for(user=user, team=grant.team) if grant else None
+    if membership is None:
+        raise Http404("No such grant.")
+    return grant, membership
+
+
+def grant_for_manager(*, user, public_id) -> tuple[Grant, Membership]:
+    """As ``grant_for_member``, and 403 unless the user manages the grant's team."""
+    grant, membership = grant_for_member(user=user, public_id=public_id)
+    if not membership.can_manage_members:
+        raise PermissionDenied("Only the team's managers can do this.")
+    return grant, membership

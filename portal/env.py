@@ -1,0 +1,116 @@
+"""Reading settings from the environment.
+
+Every reader names the variable in its error, so a bad value stops the process at start with
+a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None, *, environ=os.environ) -> str | None:
+    return environ.get(name, default)
+
+
+def env_bool(name: str, default: bool, *, environ=os.environ) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, environ=os.environ) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def env_decimal(name: str, default: Decimal, *, environ=os.environ) -> Decimal:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, not {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name} must be a finite number >= 0, not {raw!r}")
+    return value
+
+
+def env_list(name: str, default: list[str], *, environ=os.environ) -> list[str]:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise ImproperlyConfigured(f"{name} must list at least one value, separated by commas")
+    return items
+
+
+def env_time_zone(name: str, default: str, *, environ=os.environ) -> str:
+    value = environ.get(name, default).strip()
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as Europe/Warsaw, not {value!r}"
+        ) from None
+    return value
+
+
+def env_database(name: str, default: str, *, environ=os.environ) -> dict:
+    import dj_database_url
+
+    url = environ.get(name, default)
+    if not url.startswith(("postgres://", "postgresql://", "sqlite://")):
+        raise ImproperlyConfigured(
+            f"{name} must be a postgresql:// or sqlite:// URL, not {url.split(':', 1)[0]!r}"
+        )
+    try:
+        config = dj_database_url.parse(url, conn_max_age=0)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+    if config["ENGINE"].endswith("postgresql") and not config.get("NAME"):
+        raise ImproperlyConfigured(f"{name} must name a database, e.g. postgresql://host/anvil")
+    return config
+
+
+def env_redis_url(name: str, *, environ=os.environ) -> str | None:
+    url = environ.get(name, "").strip()
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"{name} must be a redis:// URL, not {url!r}")
+    return url
+
+
+def env_secret(name: str, *, debug: bool, dev_default: str, environ=os.environ) -> str:
+    value = environ.get(name, "")
+    if value:
+        if len(value) < 32:
+            raise ImproperlyConfigured(f"{name} must be at least 32 characters long")
+        return value
+    if debug:
+        return dev_default
+    raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (a long random string)")

@@ -1,0 +1,67 @@
+"""Browser tests: Debian's Chromium driven by Python Playwright (never `playwright install`).
+
+Use the ``page`` fixture together with ``anvil_server``; ``sign_in`` logs a test-world user in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are
+    # plain blocking code and safe here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, anvil_server):
+    downloads = tempfile.mkdtemp(prefix="anvil-downloads-")
+    context = chromium.new_context(base_url=anvil_server.url, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+    shutil.rmtree(downloads, ignore_errors=True)
+
+
+@pytest.fixture
+def sign_in(page):
+    from apps.core.testing import PASSWORD
+
+    def sign_in_as(username: str, password: str = PASSWORD):
+        page.goto("/accounts/login/")
+        page.fill("input[name=login]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_selector("[data-testid=username]")
+        return page
+
+    return sign_in_as
