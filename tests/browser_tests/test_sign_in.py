@@ -7,6 +7,7 @@ pytestmark = pytest.mark.browser
 
 def test_it_signs_in_and_opens_models_and_grants(world, page, sign_in):
     sign_in("bob")
+    assert page.request.get("/static/css/anvil.css").status == 200
     page.click("nav >> text=Models")
     row = page.locator("tr[data-model=chat-small]")
     assert "Accessible" in row.inner_text()
