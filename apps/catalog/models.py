@@ -1,20 +1,52 @@
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import uuid
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
 PRICE_DIGITS = {"max_digits": 18, "decimal_places": 6}
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(HOSTNAME_RE.match(host))
+    return True
+
+
+def validate_backend_url(value: str) -> None:
+    """An http(s) base URL. Unlike Django's URLValidator this accepts single-label host names
+    (``http://gpu-node-1:8000/v1``, a docker compose service name), which backends usually have."""
+    message = "Enter an http:// or https:// URL such as http://gpu-node-1:8000/v1."
+    if not isinstance(value, str) or any(ch.isspace() for ch in value):
+        raise ValidationError(message)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise ValidationError(message) from None
+    ok = parts.scheme in ("http", "https") and not parts.query and not parts.fragment
+    if not ok or parts.username or parts.password or not _is_host(parts.hostname or ""):
+        raise ValidationError(message)
 
 
 class Backend(models.Model):
     """An OpenAI-compatible inference server: vLLM, Ollama, llama.cpp server, TGI, …"""
 
     name = models.SlugField(max_length=100, unique=True)
-    base_url = models.URLField(max_length=500, help_text="e.g. http://gpu-node-1:8000/v1")
+    base_url = models.CharField(
+        max_length=500,
+        validators=[validate_backend_url],
+        help_text="e.g. http://gpu-node-1:8000/v1",
+    )
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
