@@ -1,0 +1,114 @@
+"""Start the development backend as a separate process, for tests and benchmarks.
+
+    backend = start_devbackend(latency_ms=0, api_key="secret")
+    url, process = backend          # url is "http://127.0.0.1:<port>"; use url + "/v1"
+    ...
+    stop_devbackend(process)
+
+or ``with devbackend_running(...) as (url, process): ...``. ``devbackend_stats(url)`` and
+``devbackend_stats_reset(url)`` read and reset ``/dev/stats``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DevBackendProcess(NamedTuple):
+    url: str
+    process: subprocess.Popen
+
+
+def _command(port: int | None, options: dict[str, object]) -> list[str]:
+    command = [sys.executable, "-m", "devbackend", "--host", "127.0.0.1", "--port", str(port or 0)]
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "models" and not isinstance(value, str):
+            value = ",".join(value)
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
+def _read_url(process: subprocess.Popen, *, deadline: float) -> str:
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline and process.poll() is None:
+            if selector.select(timeout=0.05):
+                line = process.stdout.readline().decode()
+                if "listening on " in line:
+                    return line.split("listening on ", 1)[1].split()[0]
+    raise RuntimeError(f"devbackend did not start (exit code {process.poll()})")
+
+
+def _wait_healthy(url: str, *, deadline: float) -> None:
+    with httpx.Client(trust_env=False, timeout=1) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{url}/health").status_code == 200:
+                    return
+            time.sleep(0.02)
+    raise RuntimeError(f"devbackend at {url} never answered /health")
+
+
+def start_devbackend(
+    port: int | None = None, *, timeout: float = 15.0, **options: object
+) -> DevBackendProcess:
+    """Start ``python -m devbackend`` on loopback and wait until ``/health`` answers.
+
+    ``options``: latency_ms, tokens_per_second, models (list or comma string), api_key.
+    Without ``port`` the server picks a free one itself (no race).
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        _command(port, options), cwd=ROOT, env=env, stdout=subprocess.PIPE
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        url = _read_url(process, deadline=deadline)
+        _wait_healthy(url, deadline=deadline)
+    except BaseException:
+        stop_devbackend(process)
+        raise
+    return DevBackendProcess(url=url, process=process)
+
+
+def stop_devbackend(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@contextlib.contextmanager
+def devbackend_running(port: int | None = None, **options: object) -> Iterator[DevBackendProcess]:
+    backend = start_devbackend(port, **options)
+    try:
+        yield backend
+    finally:
+        stop_devbackend(backend.process)
+
+
+def devbackend_stats(url: str) -> dict[str, int]:
+    return httpx.get(f"{url}/dev/stats", trust_env=False).json()
+
+
+def devbackend_stats_reset(url: str) -> dict[str, int]:
+    return httpx.post(f"{url}/dev/stats/reset", trust_env=False).json()
