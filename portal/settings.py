@@ -173,6 +173,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # New API keys expire this many days after creation unless the creator says otherwise.
 API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 30, minimum=1)
+# Authenticated keys stay this long in the cache; revoking or changing one drops it at once.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -65,6 +65,11 @@ class ApiKey(models.Model):
         ]
 
     @property
+    def display_prefix(self) -> str:
+        """The start of the secret, enough for its owner to recognise it."""
+        return f"{API_KEY_PREFIX}{self.lookup_prefix}"
+
+    @property
     def status(self) -> str:
         if self.revoked_at or self.archived_at:
             return KeyStatus.REVOKED
@@ -93,6 +98,10 @@ class ManagementKey(models.Model):
 
     class Meta:
         ordering = ["-created"]
+
+    @property
+    def display_prefix(self) -> str:
+        return f"{MANAGEMENT_KEY_PREFIX}{self.lookup_prefix}"
 
     @property
     def status(self) -> str:

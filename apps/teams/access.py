@@ -6,10 +6,13 @@ gets 403. Views call these helpers and never query memberships themselves.
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from apps.grants.models import Grant
+from apps.keys.models import ApiKey, ManagementKey
 from apps.teams.models import Membership
 
 
@@ -34,3 +37,31 @@ def grant_for_manager(*, user, public_id) -> tuple[Grant, Membership]:
     if not membership.can_manage_members:
         raise PermissionDenied("Only the team's managers can do this.")
     return grant, membership
+
+
+def grant_for_member_by_reference(*, user, reference: str) -> Grant:
+    """A grant of one of the user's teams, by public id or by identifier; otherwise 404, the
+    same whether the grant does not exist or belongs to another team."""
+    grants = Grant.objects.select_related("team").filter(team__memberships__user=user)
+    try:
+        grant = grants.filter(public_id=uuid.UUID(str(reference))).first()
+    except ValueError:
+        grant = grants.filter(identifier=str(reference)).first()
+    if grant is None:
+        raise Http404("No such grant.")
+    return grant
+
+
+def api_key_for_owner(*, user, public_id) -> ApiKey:
+    """One of the user's own API keys; anyone else's (even a teammate's) is a 404."""
+    key = ApiKey.objects.select_related("grant").filter(public_id=public_id).first()
+    if key is None or not user.is_authenticated or key.owner_id != user.pk:
+        raise Http404("No such API key.")
+    return key
+
+
+def management_key_for_owner(*, user, public_id) -> ManagementKey:
+    key = ManagementKey.objects.filter(public_id=public_id).first()
+    if key is None or not user.is_authenticated or key.owner_id != user.pk:
+        raise Http404("No such management key.")
+    return key

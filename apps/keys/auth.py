@@ -1,0 +1,164 @@
+"""The key authentication service: from a bearer secret to a key, or the reason it is refused.
+
+Used by the gateway (async: ``aapi_key_authenticate``) and the management endpoint. Malformed
+secrets are refused before any query; active keys are served from the shared cache
+(``apps.keys.cache``) until they change.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.keys.cache import (
+    API_KIND,
+    MANAGEMENT_KIND,
+    acached_key,
+    aremember_key,
+    cached_key,
+    remember_key,
+)
+from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX, ApiKey, ManagementKey
+from apps.keys.tokens import secret_lookup, secret_matches
+
+
+class Refusal(enum.StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    ARCHIVED = "archived"
+    WRONG_KIND = "wrong_kind"
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    name: str
+    label: str
+    visible_prefix: str
+    other_prefix: str
+    wrong_kind_message: str
+    queryset: Callable[[], QuerySet]
+
+
+API = KeyKind(
+    name=API_KIND,
+    label="API key",
+    visible_prefix=API_KEY_PREFIX,
+    other_prefix=MANAGEMENT_KEY_PREFIX,
+    wrong_kind_message="A management key can only create API keys; use an API key here.",
+    queryset=lambda: ApiKey.objects.select_related("grant", "owner").defer("owner__password"),
+)
+MANAGEMENT = KeyKind(
+    name=MANAGEMENT_KIND,
+    label="management key",
+    visible_prefix=MANAGEMENT_KEY_PREFIX,
+    other_prefix=API_KEY_PREFIX,
+    wrong_kind_message="An API key can not create keys; use a management key here.",
+    queryset=lambda: ManagementKey.objects.select_related("owner").defer("owner__password"),
+)
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """``key`` (with owner, and grant for API keys) when accepted; else ``refusal``."""
+
+    key: ApiKey | ManagementKey | None = None
+    refusal: Refusal | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.key is not None
+
+    @property
+    def status(self) -> int:
+        """The HTTP status a refusal maps to: 403 for the wrong kind of key, else 401."""
+        if self.ok:
+            return 200
+        return 403 if self.refusal == Refusal.WRONG_KIND else 401
+
+
+def _refuse(kind: KeyKind, refusal: Refusal) -> AuthResult:
+    messages = {
+        Refusal.MALFORMED: f"Invalid {kind.label}.",
+        Refusal.UNKNOWN: f"Invalid {kind.label}.",
+        Refusal.EXPIRED: f"This {kind.label} has expired.",
+        Refusal.REVOKED: f"This {kind.label} has been revoked.",
+        Refusal.ARCHIVED: f"This {kind.label} has been archived and revoked.",
+        Refusal.WRONG_KIND: kind.wrong_kind_message,
+    }
+    return AuthResult(refusal=refusal, message=messages[refusal])
+
+
+def _refuse_malformed(kind: KeyKind, secret: str) -> AuthResult:
+    if secret_lookup(secret, visible_prefix=kind.other_prefix) is not None:
+        return _refuse(kind, Refusal.WRONG_KIND)
+    return _refuse(kind, Refusal.MALFORMED)
+
+
+def _judge(kind: KeyKind, secret: str, key) -> AuthResult:
+    if key is None or not secret_matches(secret, key.digest):
+        return _refuse(kind, Refusal.UNKNOWN)
+    if getattr(key, "archived_at", None):
+        return _refuse(kind, Refusal.ARCHIVED)
+    if key.revoked_at:
+        return _refuse(kind, Refusal.REVOKED)
+    if key.expires_at <= timezone.now():
+        return _refuse(kind, Refusal.EXPIRED)
+    return AuthResult(key=key)
+
+
+def _authenticate(kind: KeyKind, secret: str) -> AuthResult:
+    lookup = secret_lookup(secret, visible_prefix=kind.visible_prefix)
+    if lookup is None:
+        return _refuse_malformed(kind, secret)
+    cached = cached_key(kind=kind.name, lookup_prefix=lookup)
+    if cached is not None:
+        return _judge(kind, secret, cached)
+    result = _judge(kind, secret, kind.queryset().filter(lookup_prefix=lookup).first())
+    if result.ok:
+        remember_key(kind=kind.name, key=result.key)
+    return result
+
+
+async def _aauthenticate(kind: KeyKind, secret: str) -> AuthResult:
+    lookup = secret_lookup(secret, visible_prefix=kind.visible_prefix)
+    if lookup is None:
+        return _refuse_malformed(kind, secret)
+    cached = await acached_key(kind=kind.name, lookup_prefix=lookup)
+    if cached is not None:
+        return _judge(kind, secret, cached)
+    key = await kind.queryset().filter(lookup_prefix=lookup).afirst()
+    result = _judge(kind, secret, key)
+    if result.ok:
+        await aremember_key(kind=kind.name, key=result.key)
+    return result
+
+
+def api_key_authenticate(*, secret: str) -> AuthResult:
+    return _authenticate(API, secret)
+
+
+async def aapi_key_authenticate(*, secret: str) -> AuthResult:
+    return await _aauthenticate(API, secret)
+
+
+def management_key_authenticate(*, secret: str) -> AuthResult:
+    return _authenticate(MANAGEMENT, secret)
+
+
+async def amanagement_key_authenticate(*, secret: str) -> AuthResult:
+    return await _aauthenticate(MANAGEMENT, secret)
+
+
+def bearer_secret(authorization: str | None) -> str | None:
+    """The secret of an ``Authorization: Bearer <secret>`` header, or None."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()

@@ -1,0 +1,162 @@
+"""Writes for API keys and management keys. Every change that could make a cached key stale
+drops its cache entry (``forget_key``), so the next request sees it in every process."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.exceptions import ApplicationError, Conflict, NotFound
+from apps.keys.cache import API_KIND, MANAGEMENT_KIND, forget_key
+from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX, ApiKey, ManagementKey
+from apps.keys.tokens import secret_generate
+from apps.teams.access import membership_for
+
+SECRET_ATTEMPTS = 3
+
+
+def default_expiry() -> dt.datetime:
+    return timezone.now() + dt.timedelta(days=settings.API_KEY_DEFAULT_DAYS)
+
+
+def _future_expiry(expires_at: dt.datetime | None) -> dt.datetime:
+    if expires_at is None:
+        return default_expiry()
+    if timezone.is_naive(expires_at):
+        expires_at = timezone.make_aware(expires_at)
+    if expires_at <= timezone.now():
+        raise ApplicationError("The expiration date must be in the future.", param="expires_at")
+    return expires_at
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ApplicationError("Give the key a name.", param="name")
+    return name
+
+
+def _validate(obj) -> None:
+    """``full_clean`` for field rules; uniqueness is left to the database constraints."""
+    try:
+        obj.full_clean(
+            exclude=["lookup_prefix", "digest"], validate_unique=False, validate_constraints=False
+        )
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        param = None if field == NON_FIELD_ERRORS else field
+        raise ApplicationError(" ".join(messages), param=param) from exc
+
+
+def _name_taken(key: ApiKey) -> bool:
+    return ApiKey.objects.filter(grant=key.grant, name=key.name, archived_at__isnull=True).exists()
+
+
+def _insert_with_secret(key, *, visible_prefix: str) -> str:
+    """Save a new key with a fresh secret; a (rare) lookup-prefix collision draws again."""
+    for attempt in range(SECRET_ATTEMPTS):
+        new = secret_generate(visible_prefix=visible_prefix)
+        key.lookup_prefix, key.digest = new.lookup_prefix, new.digest
+        try:
+            with transaction.atomic():
+                key.save(force_insert=True)
+            return new.secret
+        except IntegrityError:
+            if isinstance(key, ApiKey) and _name_taken(key):
+                raise Conflict(
+                    f'A key named "{key.name}" already exists in grant {key.grant.identifier}. '
+                    "Choose another name (names of archived keys are free).",
+                    param="name",
+                ) from None
+            if attempt == SECRET_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def api_key_create(
+    *,
+    grant,
+    owner,
+    name: str,
+    comment: str = "",
+    expires_at: dt.datetime | None = None,
+    monthly_limit: Decimal | None = None,
+    total_limit: Decimal | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key of ``owner`` (a member of the grant's team) and its secret, shown once."""
+    if membership_for(user=owner, team=grant.team) is None:
+        raise NotFound("No such grant.", param="grant_id")
+    key = ApiKey(
+        grant=grant,
+        owner=owner,
+        name=_clean_name(name),
+        comment=(comment or "").strip(),
+        expires_at=_future_expiry(expires_at),
+        monthly_limit=monthly_limit,
+        total_limit=total_limit,
+    )
+    _validate(key)
+    return key, _insert_with_secret(key, visible_prefix=API_KEY_PREFIX)
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revoke at once; revoking twice keeps the first time."""
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        key.refresh_from_db(fields=["revoked_at"])
+        forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
+    return key
+
+
+def api_key_archive(*, key: ApiKey) -> ApiKey:
+    """Revoke at once, hide from the main list and free the name for a new key."""
+    now = timezone.now()
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+        ApiKey.objects.filter(pk=key.pk, archived_at__isnull=True).update(archived_at=now)
+        key.refresh_from_db(fields=["revoked_at", "archived_at"])
+        forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
+    return key
+
+
+def api_key_change_limits(
+    *, key: ApiKey, monthly_limit: Decimal | None, total_limit: Decimal | None
+) -> ApiKey:
+    """New monthly and total credit limits (None: no limit). The expiry never changes."""
+    if key.archived_at:
+        raise ApplicationError("An archived key's limits can no longer change.")
+    key.monthly_limit, key.total_limit = monthly_limit, total_limit
+    _validate(key)
+    with transaction.atomic():
+        key.save(update_fields=["monthly_limit", "total_limit"])
+        forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
+    return key
+
+
+def management_key_create(
+    *, owner, name: str, expires_at: dt.datetime | None = None
+) -> tuple[ManagementKey, str]:
+    """A new management key of ``owner`` and its secret, shown once."""
+    key = ManagementKey(owner=owner, name=_clean_name(name), expires_at=_future_expiry(expires_at))
+    _validate(key)
+    return key, _insert_with_secret(key, visible_prefix=MANAGEMENT_KEY_PREFIX)
+
+
+def management_key_revoke(*, key: ManagementKey) -> ManagementKey:
+    with transaction.atomic():
+        ManagementKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        key.refresh_from_db(fields=["revoked_at"])
+        forget_key(kind=MANAGEMENT_KIND, lookup_prefix=key.lookup_prefix)
+    return key
+
+
+def management_key_touch(*, key: ManagementKey) -> None:
+    """Record that the key was just used (shown on the Management keys page)."""
+    ManagementKey.objects.filter(pk=key.pk).update(last_used=timezone.now())
