@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.grants",
     "apps.keys",
+    "apps.usage",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,186 @@
+"""Credit accounting: period-keyed counters, live holds, the append-only ledger and members'
+monthly limits.
+
+Four budgets limit a request (SPEC § Credits and limits): the grant pool
+(``Grant.credits_allocated``), the key's total limit (``ApiKey.total_limit``), the key's monthly
+limit (``ApiKey.monthly_limit`` against ``KeyMonthCounter``) and the member's monthly limit in the
+grant (``MemberLimit`` against ``MemberMonthCounter``). Every budget has a ``used`` and a ``held``
+counter; they change only through ``apps.usage.services`` by conditional UPDATEs, and
+``counters_reconcile`` can recompute all of them from ``LedgerEntry`` and ``Hold`` rows.
+
+A period is a calendar month in ``settings.TIME_ZONE`` written "YYYY-MM"; a new month simply has
+no counter row yet, so nothing needs resetting.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from apps.catalog.models import PRICE_DIGITS, CatalogModel
+from apps.grants.models import CREDIT_DIGITS, Grant
+from apps.keys.models import ApiKey
+
+validate_period = RegexValidator(r"^\d{4}-(0[1-9]|1[0-2])$", "A period is written YYYY-MM.")
+
+
+def period_field() -> models.CharField:
+    return models.CharField(max_length=7, validators=[validate_period])
+
+
+def counter_constraint(model: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=models.Q(used__gte=0, held__gte=0), name=f"usage_{model}_counters_not_negative"
+    )
+
+
+class KeyMonthCounter(models.Model):
+    """What a key used and holds in one month; its limit is ``ApiKey.monthly_limit``."""
+
+    api_key = models.ForeignKey(ApiKey, models.CASCADE, related_name="month_counters")
+    period = period_field()
+    used = models.DecimalField(**CREDIT_DIGITS, default=0)
+    held = models.DecimalField(**CREDIT_DIGITS, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "period"], name="usage_keymonthcounter_unique_period_per_key"
+            ),
+            counter_constraint("keymonthcounter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} {self.period}: {self.used} used, {self.held} held"
+
+
+class MemberMonthCounter(models.Model):
+    """What a member used and holds in one grant in one month; its limit is ``MemberLimit``."""
+
+    grant = models.ForeignKey(Grant, models.CASCADE, related_name="member_month_counters")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
+    period = period_field()
+    used = models.DecimalField(**CREDIT_DIGITS, default=0)
+    held = models.DecimalField(**CREDIT_DIGITS, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "user", "period"],
+                name="usage_membermonthcounter_unique_period_per_member",
+            ),
+            counter_constraint("membermonthcounter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.grant_id} {self.period}: {self.used} used"
+
+
+class MemberLimit(models.Model):
+    """A member's monthly credit limit in one grant; no row or a null limit means no limit."""
+
+    grant = models.ForeignKey(Grant, models.CASCADE, related_name="member_limits")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
+    monthly_limit = models.DecimalField(
+        **CREDIT_DIGITS, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "user"], name="usage_memberlimit_unique_member_per_grant"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(monthly_limit__isnull=True) | models.Q(monthly_limit__gte=0),
+                name="usage_memberlimit_limit_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.grant_id}: {self.monthly_limit}"
+
+
+class Outcome(models.TextChoices):
+    OK = "ok", "Completed"
+    CLIENT_DISCONNECTED = "client_disconnected", "Client disconnected"
+    BACKEND_ERROR = "backend_error", "Backend error"
+    BACKEND_TIMEOUT = "backend_timeout", "Backend timeout"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Hold expired unsettled"
+
+
+class Hold(models.Model):
+    """Credits reserved for one request in flight, against all four budgets at once.
+
+    Prices are copied here so the settlement charges what was reserved even if the catalog
+    changes meanwhile. A hold that outlives ``expires_at`` belonged to a crashed process and is
+    released by ``holds_sweep``.
+    """
+
+    api_key = models.ForeignKey(ApiKey, models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+")
+    grant = models.ForeignKey(Grant, models.PROTECT, related_name="+")
+    model = models.ForeignKey(CatalogModel, models.PROTECT, related_name="+")
+    period = period_field()
+    amount = models.DecimalField(**CREDIT_DIGITS)
+    prompt_tokens = models.PositiveIntegerField()
+    max_completion_tokens = models.PositiveIntegerField()
+    prompt_price = models.DecimalField(**PRICE_DIGITS)
+    completion_price = models.DecimalField(**PRICE_DIGITS)
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gte=0), name="usage_hold_amount_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.pk}: {self.amount} credits"
+
+
+class LedgerEntry(models.Model):
+    """One settled request. Append-only: counters can always be recomputed from these rows.
+
+    ``created`` is when the request was settled; ``period`` is the month its hold was placed
+    in, which is the month whose counters it was charged to. ``capped`` marks a request whose
+    real cost exceeded its hold and which was charged the hold (see ``services.hold_settle``).
+    """
+
+    created = models.DateTimeField(default=timezone.now)
+    api_key = models.ForeignKey(ApiKey, models.PROTECT, related_name="+", db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+")
+    grant = models.ForeignKey(Grant, models.PROTECT, related_name="+", db_index=False)
+    model = models.ForeignKey(CatalogModel, models.PROTECT, related_name="+")
+    period = period_field()
+    prompt_tokens = models.PositiveIntegerField()
+    completion_tokens = models.PositiveIntegerField()
+    credits = models.DecimalField(**CREDIT_DIGITS)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices)
+    latency_ms = models.PositiveIntegerField()
+    estimated = models.BooleanField(default=False, help_text="Token counts were estimated.")
+    capped = models.BooleanField(default=False, help_text="Real cost exceeded the hold.")
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["grant", "created"], name="usage_ledger_grant_created"),
+            models.Index(fields=["api_key", "period"], name="usage_ledger_key_period"),
+            models.Index(fields=["grant", "user", "period"], name="usage_ledger_member_period"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(credits__gte=0), name="usage_ledgerentry_credits_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M} {self.credits} credits ({self.outcome})"
