@@ -10,3 +10,10 @@ pytest_plugins = ["tests.servers", "tests.browser"]
 @pytest.fixture
 def world(db) -> World:
     return make_world()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The default PBKDF2 takes a good part of a second per password: far too slow for the
+    hundreds of users the tests create. Production keeps the default."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

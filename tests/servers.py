@@ -57,3 +57,18 @@ def anvil_server(transactional_db):
     running = start_uvicorn(application)
     yield running
     running.stop()
+    drop_server_connections()
+
+
+def drop_server_connections() -> None:
+    """The server's worker threads are gone but their database sessions linger until garbage
+    collection; end them so the test database can be flushed and dropped."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

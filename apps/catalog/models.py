@@ -105,6 +105,8 @@ class CatalogModel(models.Model):
     queue_size = models.PositiveIntegerField(default=16)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     active = models.BooleanField(default=True)
+    # Set by the backend health probes; None until the first probe ran.
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -12,11 +12,20 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.catalog.models import CatalogModel
 from apps.grants.models import Grant
+from apps.keys.models import ApiKey, ManagementKey
+from apps.keys.services import (
+    api_key_archive,
+    api_key_create,
+    management_key_create,
+    management_key_revoke,
+)
 from apps.teams.models import Membership, Role, Team
 
 DEMO_TEAM = "demo"
 DEMO_GRANT = "demo-grant"
 DEMO_CREDITS = Decimal("1000")
+DEMO_KEY_NAME = "demo-key"
+DEMO_KEY_DAYS = 365
 DEMO_USERS = {
     "manager": ("demo-admin", "demo-admin-password", Role.MANAGER),
     "member": ("demo-user", "demo-user-password", Role.MEMBER),
@@ -54,8 +63,38 @@ def _demo_user(*, username: str, password: str) -> User:
     return user
 
 
+def _demo_keys(*, grant: Grant, owner: User, rotate: bool) -> dict[str, str | None]:
+    """The demo member's API key and management key: secrets only when newly issued."""
+    api_keys = ApiKey.objects.filter(
+        grant=grant, owner=owner, name=DEMO_KEY_NAME, archived_at__isnull=True
+    )
+    management_keys = ManagementKey.objects.filter(
+        owner=owner, name=DEMO_KEY_NAME, revoked_at__isnull=True
+    )
+    if rotate:
+        for key in list(api_keys):
+            api_key_archive(key=key)
+        for key in list(management_keys):
+            management_key_revoke(key=key)
+    expires_at = timezone.now() + dt.timedelta(days=DEMO_KEY_DAYS)
+    secrets = {"api_key": None, "management_key": None}
+    if not api_keys.all().exists():  # .all(): a fresh query after the rotation
+        _, secrets["api_key"] = api_key_create(
+            grant=grant,
+            owner=owner,
+            name=DEMO_KEY_NAME,
+            expires_at=expires_at,
+            comment="Created by seed_demo",
+        )
+    if not management_keys.all().exists():
+        _, secrets["management_key"] = management_key_create(
+            owner=owner, name=DEMO_KEY_NAME, expires_at=expires_at
+        )
+    return secrets
+
+
 @transaction.atomic
-def demo_seed() -> DemoData:
+def demo_seed(*, rotate: bool = False) -> DemoData:
     """Create (or bring back to its known state) the demo team, its users and its grant."""
     team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
     users, passwords = {}, {}
@@ -74,4 +113,5 @@ def demo_seed() -> DemoData:
         },
     )
     grant.allowed_models.add(*CatalogModel.objects.filter(active=True))
-    return DemoData(team=team, grant=grant, users=users, passwords=passwords)
+    secrets = _demo_keys(grant=grant, owner=users["member"], rotate=rotate)
+    return DemoData(team=team, grant=grant, users=users, passwords=passwords, secrets=secrets)

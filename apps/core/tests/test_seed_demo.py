@@ -66,3 +66,25 @@ def test_it_runs_with_debug_off_when_forced(settings, world):
     out = io.StringIO()
     call_command("seed_demo", "--json", "--force", stdout=out)
     assert json.loads(out.getvalue())["grant"] == "demo-grant"
+
+
+def test_it_issues_the_demo_keys_once(settings, world):
+    from apps.keys.auth import api_key_authenticate, management_key_authenticate
+
+    first = json.loads(seed(settings, "--json"))
+    assert api_key_authenticate(secret=first["api_key"]).key.owner.username == "demo-user"
+    assert management_key_authenticate(secret=first["management_key"]).ok
+    second = json.loads(seed(settings, "--json"))
+    assert second["api_key"] is None and second["management_key"] is None
+    assert api_key_authenticate(secret=first["api_key"]).ok  # still valid
+
+
+def test_it_rotates_the_demo_keys_on_request(settings, world):
+    from apps.keys.auth import api_key_authenticate, management_key_authenticate
+
+    first = json.loads(seed(settings, "--json"))
+    rotated = json.loads(seed(settings, "--json", "--rotate"))
+    assert rotated["api_key"] and rotated["api_key"] != first["api_key"]
+    assert not api_key_authenticate(secret=first["api_key"]).ok
+    assert not management_key_authenticate(secret=first["management_key"]).ok
+    assert api_key_authenticate(secret=rotated["api_key"]).ok

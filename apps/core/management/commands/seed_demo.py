@@ -19,14 +19,17 @@ class Command(BaseCommand):
             "--json", action="store_true", dest="as_json", help="print one JSON object"
         )
         parser.add_argument("--force", action="store_true", help="run even with DEBUG off")
+        parser.add_argument(
+            "--rotate", action="store_true", help="archive the demo keys and issue fresh ones"
+        )
 
-    def handle(self, *args, as_json: bool = False, force: bool = False, **options) -> None:
+    def handle(self, *args, as_json=False, force=False, rotate=False, **options) -> None:
         if not settings.DEBUG and not force:
             raise CommandError(
                 "seed_demo creates users with published passwords; it refuses to run with "
                 "DEBUG off. Pass --force if you really mean it."
             )
-        data = demo_seed().as_json()
+        data = demo_seed(rotate=rotate).as_json()
         if as_json:
             self.stdout.write(json.dumps(data))
             return
@@ -35,3 +38,7 @@ class Command(BaseCommand):
         )
         for role, user in data["users"].items():
             self.stdout.write(f"  {role}: {user['username']} / {user['password']}")
+        for kind in ("api_key", "management_key"):
+            secret = data[kind]
+            shown = secret or "(issued earlier and not shown again; --rotate for a new one)"
+            self.stdout.write(f"  demo-user's {kind.replace('_', ' ')}: {shown}")
