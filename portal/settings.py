@@ -39,12 +39,14 @@ INSTALLED_APPS = [
     "mozilla_django_oidc",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
     "apps.core",
     "apps.accounts",
     "apps.teams",
     "apps.catalog",
     "apps.grants",
     "apps.keys",
+    "apps.api",
     "apps.usage",
 ]
 
@@ -149,12 +151,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Every API error as {"error": {"message", "type", "param", "code"}}.
+    "EXCEPTION_HANDLER": "apps.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Anvil API",
     "DESCRIPTION": "OpenAI-compatible inference API and the portal's own API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "tryItOutEnabled": True},
 }
 
 LANGUAGE_CODE = "en-gb"

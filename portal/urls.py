@@ -5,6 +5,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.keys.urls import management_urls
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="catalog:models", permanent=False)),
     path("admin/", admin.site.urls),
@@ -12,6 +14,9 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("models/", include("apps.catalog.urls")),
     path("grants/", include("apps.grants.urls")),
+    path("keys/", include("apps.keys.urls")),
+    path("management-keys/", include(management_urls)),
+    path("api/v1/", include("apps.api.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

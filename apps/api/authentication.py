@@ -1,0 +1,51 @@
+"""Who is calling the REST API: a management key (only on the key-creation endpoint) or a
+signed-in browser session (the portal's own API). Each refuses the other kind of credential."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+
+from apps.keys.auth import bearer_secret, management_key_authenticate
+from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX
+
+
+class ManagementKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer anvm-…``: the request acts as the key's owner; ``request.auth``
+    is the ManagementKey. A missing header is left to the permission (401); an API key is 403."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if not header:
+            return None
+        secret = bearer_secret(header)
+        if secret is None:
+            raise exceptions.AuthenticationFailed(
+                "Send the management key as 'Authorization: Bearer <key>'.", code="invalid_api_key"
+            )
+        result = management_key_authenticate(secret=secret)
+        if result.status == 403:
+            raise exceptions.PermissionDenied(result.message, code="wrong_key_kind")
+        if not result.ok:
+            raise exceptions.AuthenticationFailed(result.message, code="invalid_api_key")
+        return result.key.owner, result.key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class SessionOnlyAuthentication(SessionAuthentication):
+    """The signed-in browser session (CSRF-checked), and never a key: keys can not manage keys."""
+
+    def authenticate(self, request):
+        secret = bearer_secret(request.META.get("HTTP_AUTHORIZATION"))
+        if secret and secret.startswith(MANAGEMENT_KEY_PREFIX):
+            raise exceptions.PermissionDenied(
+                "A management key can only create API keys at /api/v1/management/api_keys/create.",
+                code="wrong_key_kind",
+            )
+        if secret and secret.startswith(API_KEY_PREFIX):
+            raise exceptions.PermissionDenied(
+                "An API key can not manage keys; sign in to the portal.", code="wrong_key_kind"
+            )
+        return super().authenticate(request)
