@@ -46,8 +46,9 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.grants",
     "apps.keys",
-    "apps.api",
     "apps.usage",
+    "apps.api",
+    "apps.gateway",
 ]
 
 MIDDLEWARE = [
@@ -191,3 +192,16 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# The OpenAI-compatible gateway.
+# Largest request body accepted (bytes); larger ones get 413.
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+# Seconds to connect to a backend, and at most between two bytes of its answer.
+GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
+GATEWAY_READ_TIMEOUT = env_int("GATEWAY_READ_TIMEOUT", 300, minimum=1)
+# Pooled connections to all backends together, per process.
+GATEWAY_MAX_CONNECTIONS = env_int("GATEWAY_MAX_CONNECTIONS", 256, minimum=1)
+# Seconds a process keeps its copy of the catalog (saves made in the admin drop it at once).
+GATEWAY_CATALOG_SECONDS = env_int("GATEWAY_CATALOG_SECONDS", 5, minimum=0)
+# When the budget covers only part of max_tokens: lower max_tokens (true) or refuse (false).
+GATEWAY_PARTIAL_MAX_TOKENS = env_bool("GATEWAY_PARTIAL_MAX_TOKENS", True)

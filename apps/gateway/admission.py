@@ -1,0 +1,142 @@
+"""Everything decided before a request is forwarded, in the order clients are told about:
+key (401), model known (404), model active (503), grant allowed (403), non-commercial vs
+commercial affiliation (403), model kind fits the endpoint (400), context window (400),
+credit hold (429). It runs as one synchronous step (one thread hop from the async view):
+key lookup from the shared cache, checks against the in-memory catalog, then the hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from apps.catalog.models import CatalogModel
+from apps.core.exceptions import ApplicationError
+from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
+from apps.gateway.errors import GatewayError
+from apps.gateway.tokens import PromptSize
+from apps.keys.auth import api_key_authenticate
+from apps.keys.models import ApiKey
+from apps.usage.services import hold_place
+
+
+@dataclass(frozen=True)
+class Admission:
+    key: ApiKey
+    model: ServedModel
+    hold_id: object
+    prompt_estimate: int
+    max_tokens: int | None  # what the backend is asked for; None when the client set none
+    lowered: bool  # max_tokens was lowered to what the budget affords
+
+
+def authenticate(secret: str | None) -> ApiKey:
+    if not secret:
+        raise GatewayError(
+            401, "Missing API key: send Authorization: Bearer <key>.", code="invalid_api_key"
+        )
+    result = api_key_authenticate(secret=secret)
+    if not result.ok:
+        raise GatewayError(result.status, result.message, code="invalid_api_key")
+    return result.key
+
+
+def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: str) -> ServedModel:
+    model = catalog.models.get(name)
+    if model is None:
+        raise GatewayError(
+            404, f"The model '{name}' does not exist.", code="model_not_found", param="model"
+        )
+    if not model.active:
+        raise GatewayError(
+            503,
+            f"The model '{name}' is inactive at the moment.",
+            code="model_inactive",
+            param="model",
+            headers={"Retry-After": "60"},
+        )
+    if model.id not in catalog.allowed_for(key.grant_id):
+        raise GatewayError(
+            403,
+            f"The grant {key.grant.identifier} may not use the model '{name}'.",
+            code="model_not_allowed",
+            param="model",
+        )
+    if model.non_commercial and key.owner.is_commercial:
+        raise GatewayError(
+            403,
+            f"The model '{name}' is non-commercial; keys of users with a "
+            "commercial affiliation can not use it.",
+            code="model_not_allowed",
+            param="model",
+        )
+    if model.kind not in ENDPOINT_KINDS[endpoint]:
+        raise GatewayError(
+            400,
+            f"The model '{name}' is a {model.kind} model and can not serve this endpoint.",
+            code="wrong_model_kind",
+            param="model",
+        )
+    return model
+
+
+def completion_budget(
+    *, model: ServedModel, prompt: PromptSize, max_tokens: int | None, endpoint: str
+) -> int:
+    """Completion tokens the request may produce; 400 when it can not fit the context."""
+    if endpoint == "embeddings":
+        return 0
+    room = model.context_window - prompt.estimate
+    if room < 1 or (max_tokens is not None and max_tokens > room):
+        asked = max_tokens if max_tokens is not None else 1
+        raise GatewayError(
+            400,
+            f"This model's context window is {model.context_window} tokens; the prompt takes "
+            f"about {prompt.estimate} and max_tokens asks for {asked} "
+            f"({prompt.estimate + asked} in all).",
+            code="context_length_exceeded",
+            param="max_tokens" if max_tokens is not None and room >= 1 else "messages",
+        )
+    return max_tokens if max_tokens is not None else room
+
+
+def admit(
+    *,
+    secret: str | None,
+    catalog: CatalogSnapshot,
+    endpoint: str,
+    model_name: str,
+    prompt: PromptSize,
+    max_tokens: int | None,
+) -> Admission:
+    key = authenticate(secret)
+    model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
+    budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
+    try:
+        hold = hold_place(
+            api_key_id=key.id,
+            grant_id=key.grant_id,
+            user_id=key.owner_id,
+            # prices from the in-memory catalog: no query for the model row
+            catalog_model=CatalogModel(
+                pk=model.id,
+                prompt_price=model.prompt_price,
+                completion_price=model.completion_price,
+            ),
+            prompt_tokens=prompt.upper_bound,
+            max_completion_tokens=budget,
+            allow_partial=settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings",
+        )
+    except ApplicationError as exc:
+        raise GatewayError.from_application_error(exc) from None
+    lowered = hold.max_completion_tokens < budget
+    asked = hold.max_completion_tokens if (lowered or max_tokens is not None) else None
+    return Admission(
+        key=key,
+        model=model,
+        hold_id=hold.id,
+        prompt_estimate=prompt.estimate,
+        max_tokens=asked,
+        lowered=lowered,
+    )

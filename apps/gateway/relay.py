@@ -1,0 +1,266 @@
+"""Forwarding an admitted request to its backend and settling it.
+
+Non-streaming answers are read whole and returned with the credit headers. Streams are relayed
+event by event as they arrive; Anvil always asks the backend for usage in the stream and hides
+that chunk from clients that did not ask for it. Whatever happens — normal end, client
+disconnect (Django cancels the task or closes the generator), backend error or timeout — the
+backend stream is closed, the model's slot is released and the hold is settled exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse, StreamingHttpResponse
+
+from apps.gateway.admission import Admission
+from apps.gateway.errors import GatewayError
+from apps.gateway.upstream import backend_client, backend_headers, backend_timeout
+from apps.usage.models import Outcome
+from apps.usage.selectors import budget_status
+from apps.usage.services import hold_settle
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Tally:
+    """What a request consumed, as far as Anvil knows it."""
+
+    admission: Admission
+    started: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    chunks: int = 0
+    outcome: str = Outcome.OK
+    settled: bool = False
+    charged: dict = field(default_factory=dict)
+
+    def take_usage(self, usage: dict | None) -> None:
+        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+            self.prompt_tokens = usage["prompt_tokens"]
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+def _settle_sync(tally: Tally) -> dict:
+    admission = tally.admission
+    estimated = tally.prompt_tokens is None
+    generated = tally.chunks if estimated else tally.completion_tokens
+    if tally.outcome in (Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT) and not generated:
+        prompt = 0  # a backend failure before the first token costs nothing
+    else:
+        prompt = admission.prompt_estimate if estimated else tally.prompt_tokens
+    entry = hold_settle(
+        hold_id=admission.hold_id,
+        prompt_tokens=prompt,
+        completion_tokens=generated or 0,
+        outcome=tally.outcome,
+        latency_ms=int((time.monotonic() - tally.started) * 1000),
+        estimated=estimated,
+    )
+    key = admission.key
+    status = budget_status(api_key_id=key.id, grant_id=key.grant_id, user_id=key.owner_id)
+    return {
+        "credits_charged": str(entry.credits) if entry else "0",
+        "remaining": None if status.remaining is None else str(status.remaining),
+        "limited_by": status.limited_by,
+    }
+
+
+async def settle(tally: Tally) -> dict:
+    """Settle once; survives the cancellation of the task that calls it."""
+    if tally.settled:
+        return tally.charged
+    tally.settled = True
+    task = asyncio.ensure_future(sync_to_async(_settle_sync, thread_sensitive=False)(tally))
+    try:
+        tally.charged = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        tally.charged = await task
+        raise
+    return tally.charged
+
+
+def credit_headers(charged: dict, admission: Admission) -> dict[str, str]:
+    headers = {"X-Anvil-Credits-Charged": charged["credits_charged"]}
+    if charged["remaining"] is not None:
+        headers["X-Anvil-Credits-Remaining"] = charged["remaining"]
+    if charged["limited_by"]:
+        headers["X-Anvil-Limited-By"] = charged["limited_by"]
+    if admission.lowered:
+        headers["X-Anvil-Max-Tokens-Lowered"] = str(admission.max_tokens)
+    return headers
+
+
+def backend_failure(exc: Exception | None, status: int | None = None) -> GatewayError:
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(
+            504, "The model's backend did not answer in time.", code="backend_timeout"
+        )
+    detail = f"status {status}" if status else type(exc).__name__
+    return GatewayError(502, f"The model's backend failed ({detail}).", code="backend_error")
+
+
+def stream_failure(outcome: str) -> GatewayError:
+    if outcome == Outcome.BACKEND_TIMEOUT:
+        return GatewayError(504, "The model's backend stopped answering.", code="backend_timeout")
+    return GatewayError(502, "The model's backend broke off the answer.", code="backend_error")
+
+
+def outcome_of(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return Outcome.BACKEND_TIMEOUT
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return Outcome.CLIENT_DISCONNECTED
+    return Outcome.BACKEND_ERROR
+
+
+async def _open(admission: Admission, path: str, body: dict, stream: bool):
+    model = admission.model
+    client = backend_client()
+    request = client.build_request(
+        "POST",
+        model.base_url + path,
+        content=json.dumps(body),
+        headers=backend_headers(model.backend_secret),
+        timeout=backend_timeout(),
+    )
+    return await client.send(request, stream=stream)
+
+
+async def _error_from_backend(response: httpx.Response) -> GatewayError:
+    """A backend's refusal: its 4xx means the request was bad (400, message passed on);
+    anything else is the backend's failure (502)."""
+    await response.aread()
+    if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 429):
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"The model's backend refused the request (status {response.status_code})."
+        return GatewayError(400, str(message), code="backend_rejected")
+    return backend_failure(None, response.status_code)
+
+
+async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> HttpResponse:
+    """A non-streaming request: forward, read the whole answer, settle, answer."""
+    tally = Tally(admission=admission, started=time.monotonic())
+    try:
+        async with slot:
+            response = await _open(admission, path, body, stream=False)
+            if response.status_code != 200:
+                tally.outcome = Outcome.BACKEND_ERROR
+                raise await _error_from_backend(response)
+            payload = response.json()
+            tally.take_usage(payload.get("usage"))
+    except GatewayError:
+        await settle(tally)
+        raise
+    except (httpx.HTTPError, ValueError) as exc:
+        tally.outcome = outcome_of(exc)
+        await settle(tally)
+        raise backend_failure(exc) from None
+    except BaseException as exc:
+        tally.outcome = outcome_of(exc)
+        await settle(tally)
+        raise
+    payload["model"] = admission.model.name
+    charged = await settle(tally)
+    answer = HttpResponse(json.dumps(payload), content_type="application/json")
+    for name, value in credit_headers(charged, admission).items():
+        answer[name] = value
+    return answer
+
+
+async def relay_stream(
+    *, admission: Admission, path: str, body: dict, slot, client_wants_usage: bool
+) -> HttpResponse:
+    """A streaming request: the backend's answer must start well before relaying begins, so
+    errors before the first token still get a proper status."""
+    tally = Tally(admission=admission, started=time.monotonic())
+    stack = AsyncExitStack()
+    try:
+        await stack.enter_async_context(slot)
+        response = await _open(admission, path, body, stream=True)
+        stack.push_async_callback(response.aclose)
+        if response.status_code != 200:
+            tally.outcome = Outcome.BACKEND_ERROR
+            raise await _error_from_backend(response)
+    except BaseException as exc:
+        if not isinstance(exc, GatewayError):
+            tally.outcome = outcome_of(exc)
+        await stack.aclose()
+        await settle(tally)
+        if isinstance(exc, httpx.HTTPError):
+            raise backend_failure(exc) from None
+        raise
+    events = _events(tally, response, stack, client_wants_usage)
+    answer = StreamingHttpResponse(events, content_type="text/event-stream")
+    answer["Cache-Control"] = "no-cache"
+    answer["X-Accel-Buffering"] = "no"
+    if admission.lowered:
+        answer["X-Anvil-Max-Tokens-Lowered"] = str(admission.max_tokens)
+    return answer
+
+
+async def _events(
+    tally: Tally, response: httpx.Response, stack: AsyncExitStack, client_wants_usage: bool
+):
+    ended = False
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments, event names: re-framed below
+            data = line[5:].strip()
+            if data == "[DONE]":
+                ended = True
+                break
+            if _relay_chunk(tally, data, client_wants_usage):
+                yield f"data: {data}\n\n"
+        if not ended:
+            tally.outcome = Outcome.BACKEND_ERROR
+    except httpx.HTTPError as exc:
+        tally.outcome = outcome_of(exc)
+    except BaseException as exc:
+        tally.outcome = outcome_of(exc)
+        await stack.aclose()  # close the backend stream first: generation stops there
+        await settle(tally)
+        raise
+    await stack.aclose()
+    charged = await settle(tally)
+    if tally.outcome != Outcome.OK:
+        error = backend_failure(
+            httpx.ReadTimeout("") if tally.outcome == Outcome.BACKEND_TIMEOUT else None, None
+        )
+        yield f"data: {json.dumps(error.body())}\n\n"
+    yield f": anvil {json.dumps(charged)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _relay_chunk(tally: Tally, data: str, client_wants_usage: bool) -> bool:
+    """Note what the chunk tells about usage; say whether the client should see it."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return True
+    if not isinstance(chunk, dict):
+        return True
+    if chunk.get("usage"):
+        tally.take_usage(chunk["usage"])
+    choices = chunk.get("choices")
+    if choices:
+        if any(_generated(choice) for choice in choices if isinstance(choice, dict)):
+            tally.chunks += 1
+        return True
+    return client_wants_usage or not chunk.get("usage")
+
+
+def _generated(choice: dict) -> bool:
+    delta = choice.get("delta") or {}
+    return bool(choice.get("text") or delta.get("content") or delta.get("tool_calls"))

@@ -1,0 +1,87 @@
+"""A model serves at most max_concurrency requests at once; queue_size more wait; the rest
+hear 503 at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from devbackend.testing import devbackend_stats, devbackend_stats_reset
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def post(client, gateway, model: str) -> tuple[int, float, httpx.Headers]:
+    started = time.monotonic()
+    response = await client.post(
+        f"{gateway.url}/chat/completions",
+        headers={"Authorization": f"Bearer {gateway.secret}"},
+        json={"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+    )
+    return response.status_code, time.monotonic() - started, response.headers
+
+
+async def six_at_once(gateway, model: str):
+    async with httpx.AsyncClient(timeout=30) as client:
+        tasks = [asyncio.create_task(post(client, gateway, model)) for _ in range(6)]
+        from apps.gateway.slots import slot_stats
+
+        deadline = time.monotonic() + 0.9  # the first requests finish after 1 s
+        during = await slot_stats(model)
+        while during != {"in_flight": 2, "queued": 3} and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            during = await slot_stats(model)
+        backend = await asyncio.to_thread(devbackend_stats, gateway.backend_url)
+        return during, backend, await asyncio.gather(*tasks)
+
+
+def test_it_serves_two_queues_three_and_refuses_one(gateway):
+    gateway.add_model(
+        "tiny", upstream="chat-small@latency-ms=1000", max_concurrency=2, queue_size=3
+    )
+    devbackend_stats_reset(gateway.backend_url)
+    during, backend, results = asyncio.run(six_at_once(gateway, "tiny"))
+
+    assert during == {"in_flight": 2, "queued": 3}
+    assert backend["in_flight"] == 2
+    refused = [r for r in results if r[0] == 503]
+    assert len(refused) == 1
+    _, elapsed, headers = refused[0]
+    # at once: well before even the first served request (1 s at the backend) could end
+    assert elapsed < 0.9 and int(headers["retry-after"]) >= 1
+    assert sorted(r[0] for r in results) == [200] * 5 + [503]
+    assert devbackend_stats(gateway.backend_url)["max_in_flight"] == 2
+
+
+def test_it_gives_slots_back_after_failures_and_disconnects(gateway):
+    gateway.add_model(
+        "fragile", upstream="chat-small@fault=error-500", max_concurrency=1, queue_size=0
+    )
+    gateway.add_model(
+        "slowpoke", upstream="chat-small@latency-ms=2000", max_concurrency=1, queue_size=0
+    )
+    client = gateway.client(timeout=0.3)
+    for _ in range(3):  # a failed request must not keep the only slot
+        with pytest.raises(Exception):  # noqa: B017
+            client.chat.completions.create(
+                model="fragile", messages=[{"role": "user", "content": "x"}]
+            )
+    for _ in range(2):  # a client that gives up must not keep it either
+        with pytest.raises(Exception):  # noqa: B017
+            client.chat.completions.create(
+                model="slowpoke", messages=[{"role": "user", "content": "x"}]
+            )
+    deadline = time.monotonic() + 5
+    from asgiref.sync import async_to_sync
+
+    from apps.gateway.slots import slot_stats
+
+    while time.monotonic() < deadline:
+        if async_to_sync(slot_stats)("slowpoke")["in_flight"] == 0:
+            break
+        time.sleep(0.05)
+    assert async_to_sync(slot_stats)("slowpoke") == {"in_flight": 0, "queued": 0}
+    assert async_to_sync(slot_stats)("fragile") == {"in_flight": 0, "queued": 0}

@@ -1,0 +1,116 @@
+"""Backends fail and clients go away: the right error, the hold released, the right charge."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from apps.grants.models import Grant
+from apps.usage.models import Hold, LedgerEntry
+from devbackend.testing import devbackend_stats, devbackend_stats_reset
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+
+
+def assert_nothing_held(gateway):
+    grant = Grant.objects.get(pk=gateway.world.grant.pk)
+    assert grant.credits_held == 0
+    assert not Hold.objects.exists()
+    return grant
+
+
+def test_it_answers_502_and_charges_nothing_when_the_backend_fails(gateway):
+    gateway.add_model("broken", upstream="chat-small@fault=error-500")
+    with pytest.raises(openai.APIStatusError) as info:
+        gateway.client().chat.completions.create(model="broken", messages=HELLO)
+    assert info.value.status_code == 502
+    grant = assert_nothing_held(gateway)
+    assert grant.credits_used == 0
+    entry = LedgerEntry.objects.get()
+    assert entry.credits == 0 and entry.outcome == "backend_error"
+
+
+def test_it_answers_502_for_a_stream_refused_before_the_first_token(gateway):
+    gateway.add_model("broken", upstream="chat-small@fault=error-500")
+    with pytest.raises(openai.APIStatusError) as info:
+        list(gateway.client().chat.completions.create(model="broken", messages=HELLO, stream=True))
+    assert info.value.status_code == 502
+    assert assert_nothing_held(gateway).credits_used == 0
+
+
+def test_it_answers_504_when_the_backend_stalls(gateway, settings):
+    settings.GATEWAY_READ_TIMEOUT = 1
+    gateway.add_model("stalling", upstream="chat-small@fault=stall-after:0")
+    with pytest.raises(openai.APIStatusError) as info:
+        gateway.client(timeout=10).chat.completions.create(model="stalling", messages=HELLO)
+    assert info.value.status_code == 504
+    assert LedgerEntry.objects.get().outcome == "backend_timeout"
+    assert assert_nothing_held(gateway).credits_used == 0
+
+
+def test_it_bills_the_tokens_streamed_before_the_backend_dropped(gateway):
+    gateway.add_model("dropping", upstream="chat-small@fault=drop-after:3")
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/chat/completions",
+        timeout=10,
+        headers={"Authorization": f"Bearer {gateway.secret}"},
+        json={"model": "dropping", "messages": HELLO, "stream": True},
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert any('"error"' in line for line in lines)  # told in the stream
+    assert lines[-1] == "data: [DONE]"
+    entry = LedgerEntry.objects.get()
+    assert entry.outcome == "backend_error" and entry.completion_tokens == 3
+    assert entry.estimated and entry.credits > 0
+    assert assert_nothing_held(gateway).credits_used == entry.credits
+
+
+def test_it_bills_a_client_that_disconnects_mid_stream_and_closes_the_backend(gateway):
+    gateway.add_model("slow", upstream="chat-small@tokens-per-second=20")
+    devbackend_stats_reset(gateway.backend_url)
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/chat/completions",
+        timeout=10,
+        headers={"Authorization": f"Bearer {gateway.secret}"},
+        json={"model": "slow", "messages": HELLO, "max_tokens": 200, "stream": True},
+    ) as response:
+        received = 0
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                delta = json.loads(line[6:])["choices"][0]["delta"]
+                received += bool(delta.get("content"))
+            if received >= 5:
+                break  # leaving the block closes the connection mid-stream
+    deadline = time.monotonic() + 10
+    while not LedgerEntry.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entry = LedgerEntry.objects.get()
+    assert entry.outcome == "client_disconnected"
+    assert 5 <= entry.completion_tokens < 200  # what was generated, not max_tokens
+    assert entry.credits > 0
+    assert assert_nothing_held(gateway).credits_used == entry.credits
+    while devbackend_stats(gateway.backend_url)["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = devbackend_stats(gateway.backend_url)
+    assert stats["cancelled"] == 1 and stats["in_flight"] == 0
+
+
+def test_it_lowers_max_tokens_to_what_the_budget_affords(gateway):
+    # 200 tokens x 1.5 / 1M = 0.0003 credits; the grant has room for about half of that.
+    gateway.world.grant.credits_allocated = Decimal("0.00016")
+    gateway.world.grant.save()
+    answer = gateway.client().chat.completions.with_raw_response.create(
+        model="chat-small", messages=HELLO, max_tokens=200
+    )
+    lowered = int(answer.headers["x-anvil-max-tokens-lowered"])
+    assert 0 < lowered < 200
+    assert answer.parse().usage.completion_tokens <= lowered

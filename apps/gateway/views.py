@@ -1,0 +1,227 @@
+"""The OpenAI-compatible endpoints: plain async views (DRF would buffer streams).
+
+Each inference request: read the body, admit it (key, checks, credit hold — one thread hop),
+take a slot in the model's queue, forward, settle. See admission.py and relay.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.gateway import parsing, tokens
+from apps.gateway.admission import admit, authenticate
+from apps.gateway.catalog import current_catalog
+from apps.gateway.errors import GatewayError
+from apps.gateway.relay import relay_once, relay_stream
+from apps.gateway.slots import QueueFull, model_slot, slot_stats
+from apps.keys.auth import bearer_secret
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    validate: Callable[[dict], None]
+    prompt_size: Callable[[dict], tokens.PromptSize]
+    streams: bool = True
+
+
+CHAT = Endpoint("chat", "/chat/completions", parsing.require_messages, tokens.chat_prompt_size)
+COMPLETIONS = Endpoint(
+    "completions", "/completions", parsing.require_prompt, tokens.completion_prompt_size
+)
+EMBEDDINGS = Endpoint(
+    "embeddings", "/embeddings", parsing.require_input, tokens.embedding_input_size, streams=False
+)
+
+
+def _secret(request) -> str | None:
+    return bearer_secret(request.headers.get("authorization"))
+
+
+async def serve(request, endpoint: Endpoint) -> HttpResponse:
+    try:
+        return await _serve(request, endpoint)
+    except GatewayError as exc:
+        return exc.response()
+
+
+async def _serve(request, endpoint: Endpoint) -> HttpResponse:
+    secret = _secret(request)
+    try:
+        body = parsing.read_json_body(request)
+        model_name = parsing.require_model(body)
+        endpoint.validate(body)
+        stream = endpoint.streams and parsing.require_stream_flag(body)
+        max_tokens = parsing.optional_max_tokens(body)
+    except GatewayError:
+        # An unknown key hears 401 whatever its body says.
+        await sync_to_async(authenticate, thread_sensitive=False)(secret)
+        raise
+    catalog = await current_catalog()
+    admission = await sync_to_async(admit, thread_sensitive=False)(
+        secret=secret,
+        catalog=catalog,
+        endpoint=endpoint.name,
+        model_name=model_name,
+        prompt=endpoint.prompt_size(body),
+        max_tokens=max_tokens,
+    )
+    upstream = _upstream_body(body, admission, stream)
+    slot = model_slot(
+        model=admission.model.name,
+        max_concurrency=admission.model.max_concurrency,
+        queue_size=admission.model.queue_size,
+        grant_id=admission.key.grant_id,
+    )
+    try:
+        if stream:
+            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await relay_stream(
+                admission=admission,
+                path=endpoint.path,
+                body=upstream,
+                slot=slot,
+                client_wants_usage=wants_usage,
+            )
+        return await relay_once(admission=admission, path=endpoint.path, body=upstream, slot=slot)
+    except QueueFull as exc:
+        raise GatewayError(
+            503,
+            f"The model '{admission.model.name}' is busy and its queue is full; retry in "
+            f"{exc.retry_after} s.",
+            code="queue_full",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+
+
+def _upstream_body(body: dict, admission, stream: bool) -> dict:
+    upstream = dict(body)
+    upstream["model"] = admission.model.upstream_model
+    if "stream" in body:
+        upstream["stream"] = stream  # the older quick-start sends the string 'false'
+    if admission.max_tokens is not None:
+        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        upstream[field] = admission.max_tokens
+    if stream:
+        options = body.get("stream_options")
+        upstream["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    return upstream
+
+
+@csrf_exempt
+@require_POST
+async def chat_completions(request):
+    return await serve(request, CHAT)
+
+
+@csrf_exempt
+@require_POST
+async def completions(request):
+    # The older quick-start posts a chat body here; it is served as a chat completion.
+    endpoint = COMPLETIONS
+    if b'"messages"' in request.body and b'"prompt"' not in request.body:
+        endpoint = Endpoint(
+            "completions", CHAT.path, parsing.require_messages, tokens.chat_prompt_size
+        )
+    return await serve(request, endpoint)
+
+
+@csrf_exempt
+@require_POST
+async def embeddings(request):
+    return await serve(request, EMBEDDINGS)
+
+
+async def _key_or_error(request):
+    try:
+        return await sync_to_async(authenticate, thread_sensitive=False)(_secret(request)), None
+    except GatewayError as exc:
+        return None, exc.response()
+
+
+@require_GET
+async def model_list(request):
+    key, error = await _key_or_error(request)
+    if error:
+        return error
+    catalog = await current_catalog()
+    allowed = catalog.allowed_for(key.grant_id)
+    data = [
+        {"id": m.name, "object": "model", "created": 0, "owned_by": "anvil"}
+        for m in catalog.models.values()
+        if m.id in allowed and m.active
+    ]
+    return JsonResponse({"object": "list", "data": sorted(data, key=lambda m: m["id"])})
+
+
+@require_GET
+async def model_list_plgrid(request):
+    key, error = await _key_or_error(request)
+    if error:
+        return error
+    catalog = await current_catalog()
+    allowed = catalog.allowed_for(key.grant_id)
+    data = []
+    for m in sorted(catalog.models.values(), key=lambda m: m.name):
+        accessible = m.id in allowed and not (m.non_commercial and key.owner.is_commercial)
+        data.append(
+            {
+                "name": m.name,
+                "status": "Active" if m.active else "Inactive",
+                "kind": m.kind,
+                "prompt_price": str(m.prompt_price.normalize()),
+                "completion_price": str(m.completion_price.normalize()),
+                "price_unit": "credits per 1M tokens",
+                "context_window": m.context_window,
+                "tags": [
+                    "Active" if m.active else "Inactive",
+                    "Accessible" if accessible else "Inaccessible",
+                    *m.tags,
+                ],
+            }
+        )
+    return JsonResponse({"object": "list", "data": data})
+
+
+@require_GET
+async def health(request):
+    catalog = await current_catalog()
+    name = request.GET.get("model")
+    if name is not None and name not in catalog.models:
+        error = GatewayError(
+            404, f"The model '{name}' does not exist.", code="model_not_found", param="model"
+        )
+        return error.response()
+    models = (
+        [catalog.models[name]] if name else sorted(catalog.models.values(), key=lambda m: m.name)
+    )
+    data = []
+    for m in models:
+        try:
+            stats = await slot_stats(m.name)
+        except QueueFull:  # the shared queue store (Redis) is unreachable
+            stats = {"in_flight": None, "queued": None}
+        data.append(
+            {
+                "model": m.name,
+                "status": "up" if m.active else "down",
+                "last_check": m.last_check.isoformat() if m.last_check else None,
+                "in_flight": stats["in_flight"],
+                "queued": stats["queued"],
+                "max_concurrency": m.max_concurrency,
+                "queue_size": m.queue_size,
+            }
+        )
+    body = data[0] if name else {"checked_at": time.time(), "models": data}
+    return JsonResponse(body)
