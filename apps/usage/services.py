@@ -49,6 +49,7 @@ import datetime as dt
 import logging
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import DecimalField, Expression, F, Q, Subquery, Value
 from django.db.models.functions import Round
@@ -387,6 +388,10 @@ def member_limit_set(
         member_limit.monthly_limit = monthly_limit
         member_limit.changed_by = changed_by
         member_limit.changed_at = timezone.now()
-        member_limit.full_clean()
+        try:
+            member_limit.full_clean()
+        except ValidationError as exc:
+            message = " ".join(exc.message_dict.get("monthly_limit", exc.messages))
+            raise ApplicationError(message, param="monthly_limit") from None
         member_limit.save()
     return member_limit
