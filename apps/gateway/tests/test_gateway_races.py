@@ -13,7 +13,6 @@ from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits
 from apps.usage.models import LedgerEntry, MemberMonthCounter
-from apps.usage.reconcile import counters_reconcile
 from apps.usage.services import member_limit_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,4 +75,3 @@ def test_it_never_spends_past_a_budget(gateway, which):
     ledger = sum(e.credits for e in LedgerEntry.objects.all())
     assert ledger == spent(gateway, which)
     assert LedgerEntry.objects.count() == statuses.count(200)
-    assert counters_reconcile() == []
