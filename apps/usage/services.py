@@ -21,9 +21,10 @@ Lock order
         Hold row (settle, sweep) → ApiKey → KeyMonthCounter → MemberMonthCounter → Grant
 
     A missing month counter row is inserted (``ON CONFLICT DO NOTHING``) at its own place in
-    that order. The grant row, which every request of a grant shares, comes last: it is locked
-    only for the final UPDATE and the COMMIT, the shortest time possible. ``counters_reconcile``
-    with ``repair=True`` locks in the same order.
+    that order; ``hold_place`` inserts its new Hold row (which nobody else can see yet) and
+    ``hold_settle`` its ledger row just before the grant. The grant row, which every request of
+    a grant shares, comes last: it is locked only for the final UPDATE and the COMMIT, the
+    shortest time possible. ``counters_reconcile(repair=True)`` locks in the same order.
 
 Settling
     ``hold_settle`` claims the hold with ``DELETE … RETURNING`` — exactly one of a settle, a
@@ -39,8 +40,10 @@ Settling
 SQLite
     PostgreSQL keeps credits in NUMERIC columns and all arithmetic is exact. SQLite stores
     decimals as REAL, so every sum and comparison on credit columns is rounded to the 6 places
-    the columns have (``_exact``), which keeps it exact for amounts below 10⁹ credits. SQLite runs
-    write transactions one at a time (``BEGIN IMMEDIATE``), so the races cannot occur there.
+    the columns have, which keeps it exact for amounts below 10⁹ credits. SQLite runs write
+    transactions one at a time (``BEGIN IMMEDIATE``).
+
+The statements themselves are in ``apps.usage.sql``.
 """
 
 from __future__ import annotations
@@ -48,19 +51,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import Decimal
+from typing import Protocol
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import DecimalField, Expression, F, Q, Subquery, Value
-from django.db.models.functions import Round
-from django.db.models.lookups import GreaterThanOrEqual, IsNull
+from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import CatalogModel
 from apps.core.exceptions import ApplicationError
-from apps.grants.models import CREDIT_DIGITS, Grant
-from apps.keys.models import ApiKey
+from apps.grants.models import Grant
 from apps.teams.models import Membership
+from apps.usage import sql
 from apps.usage.credits import CREDIT_QUANTUM, affordable_completion_tokens, credits_for
 from apps.usage.exceptions import Limit, QuotaExceeded
 from apps.usage.models import (
@@ -88,62 +90,32 @@ class _Refused(Exception):
         self.limit = limit
 
 
-def _exact(expression: Expression) -> Round:
-    """Credit arithmetic rounded to the columns' 6 places: a no-op on PostgreSQL's NUMERIC,
-    exactness on SQLite's REAL (see the module docstring)."""
-    return Round(expression, 6, output_field=DecimalField(**CREDIT_DIGITS))
-
-
-def _credits(value: Decimal) -> Value:
-    return Value(value, output_field=DecimalField(**CREDIT_DIGITS))
-
-
-def _fits(limit: Expression, *, used: str, held: str, need: Decimal, nullable: bool = True) -> Q:
-    """The budget condition, evaluated by the database inside the UPDATE."""
-    room = Q(GreaterThanOrEqual(_exact(limit - F(used) - F(held)), _credits(need)))
-    return Q(IsNull(limit, True)) | room if nullable else room
-
-
-def _add(counter: str, amount: Decimal) -> Round:
-    return _exact(F(counter) + _credits(amount))
-
-
-def _update_month_counter(model, owner: dict, limit: Subquery, amount: Decimal, need: Decimal):
-    """Hold ``amount`` on a month counter row, inserting the row the first time in a month."""
-    rows = model.objects.filter(**owner).filter(_fits(limit, used="used", held="held", need=need))
-    if rows.update(held=_add("held", amount)):
+def _hold_month_counter(statement: str, model, owner: dict, params: dict) -> bool:
+    """Hold on a month counter row, inserting the row the first time in a month."""
+    if sql.execute(statement, params):
         return True
-    if model.objects.filter(**owner).exists():
-        return False
+    # No row yet, or no room: make sure the row exists, then ask again.
     model.objects.bulk_create([model(**owner)], ignore_conflicts=True)
-    return bool(rows.update(held=_add("held", amount)))
+    return bool(sql.execute(statement, params))
 
 
 def _reserve(*, hold: Hold, need: Decimal) -> None:
     """Add ``hold.amount`` to the four ``held`` counters in lock order, or raise _Refused."""
-    amount, key_id, grant_id = hold.amount, hold.api_key_id, hold.grant_id
-    key = ApiKey.objects.filter(pk=key_id, grant_id=grant_id)
-    total = _fits(F("total_limit"), used="credits_used", held="credits_held", need=need)
-    if not key.filter(total).update(credits_held=_add("credits_held", amount)):
+    period, user = hold.period, hold.user_id
+    params = {
+        "key": hold.api_key_id, "grant": hold.grant_id, "user": user, "period": period,
+        "amount": hold.amount, "need": need,
+    }  # fmt: skip
+    if not sql.execute(sql.HOLD_KEY_TOTAL, params):
         raise _Refused(Limit.KEY_TOTAL)
-    monthly = Subquery(ApiKey.objects.filter(pk=key_id).order_by().values("monthly_limit"))
-    owner = {"api_key_id": key_id, "period": hold.period}
-    if not _update_month_counter(KeyMonthCounter, owner, monthly, amount, need):
+    owner = {"api_key_id": hold.api_key_id, "period": period}
+    if not _hold_month_counter(sql.HOLD_KEY_MONTHLY, KeyMonthCounter, owner, params):
         raise _Refused(Limit.KEY_MONTHLY)
-    member = {"grant_id": grant_id, "user_id": hold.user_id}
-    limit = Subquery(MemberLimit.objects.filter(**member).values("monthly_limit"))
-    owner = {**member, "period": hold.period}
-    if not _update_month_counter(MemberMonthCounter, owner, limit, amount, need):
+    owner = {"grant_id": hold.grant_id, "user_id": user, "period": period}
+    if not _hold_month_counter(sql.HOLD_MEMBER_MONTHLY, MemberMonthCounter, owner, params):
         raise _Refused(Limit.MEMBER_MONTHLY)
     hold.save(force_insert=True)
-    pool = _fits(
-        F("credits_allocated"), used="credits_used", held="credits_held", need=need, nullable=False
-    )
-    if (
-        not Grant.objects.filter(pk=grant_id)
-        .filter(pool)
-        .update(credits_held=_add("credits_held", amount))
-    ):
+    if not sql.execute(sql.HOLD_GRANT, params):
         raise _Refused(Limit.GRANT)
 
 
@@ -181,7 +153,15 @@ def _partial_tokens(hold: Hold, status: BudgetStatus) -> int | None:
     return tokens
 
 
-def _catalog_model(catalog_model_id: int | None, catalog_model: CatalogModel | None):
+class PricedModel(Protocol):
+    """A catalog model, or a cached copy of one (the gateway's): all a hold needs of it."""
+
+    id: int
+    prompt_price: Decimal
+    completion_price: Decimal
+
+
+def _catalog_model(catalog_model_id: int | None, catalog_model: PricedModel | None):
     if (catalog_model_id is None) == (catalog_model is None):
         raise ValueError("Pass exactly one of catalog_model_id and catalog_model")
     if catalog_model is not None:
@@ -195,7 +175,7 @@ def hold_place(
     grant_id: int,
     user_id: int,
     catalog_model_id: int | None = None,
-    catalog_model: CatalogModel | None = None,
+    catalog_model: PricedModel | None = None,
     prompt_tokens: int,
     max_completion_tokens: int,
     allow_partial: bool = False,
@@ -203,10 +183,12 @@ def hold_place(
 ) -> Hold:
     """Hold the largest cost of a request against all four budgets, or raise QuotaExceeded.
 
-    Pass the model's id, or the model itself to save a query. With ``allow_partial`` a request that
-    does not fit is held for fewer completion tokens when the binding budget still covers the
-    prompt and at least one of them: the returned hold's ``max_completion_tokens`` is lowered.
-    On the common path this is one transaction of four UPDATEs and one INSERT.
+    Pass the model's id, or to save a query the model itself or any copy of it with ``id``,
+    ``prompt_price`` and ``completion_price`` (the gateway's cached one). With ``allow_partial``
+    a request that does not fit is held for fewer completion tokens when the binding budget
+    still covers the prompt and at least one of them; the returned hold's
+    ``max_completion_tokens`` says how many. The common path is one transaction of four UPDATEs
+    and one INSERT.
     """
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
         raise ValueError(f"ttl_seconds must be a positive integer, not {ttl_seconds!r}")
@@ -215,7 +197,7 @@ def hold_place(
         api_key_id=api_key_id,
         user_id=user_id,
         grant_id=grant_id,
-        model_id=model.pk,
+        model_id=model.id,
         period=period_for(now),
         prompt_tokens=prompt_tokens,
         max_completion_tokens=max_completion_tokens,
@@ -242,24 +224,34 @@ def hold_place(
     raise QuotaExceeded(limit=refused, remaining=status.budget(refused).left or Decimal(0))
 
 
-def _hold_claim(*, hold_id: int, expired_before: dt.datetime | None = None) -> Hold | None:
+def _hold_claim(*, hold_id: int, expired_by: dt.datetime | None = None) -> Hold | None:
     """Delete the hold and return it, in one statement; None when someone else claimed it."""
-    table, where, params = Hold._meta.db_table, "id = %s", [hold_id]
-    if expired_before is not None:
-        where, params = where + " AND expires_at <= %s", [hold_id, expired_before]
-    claimed = list(Hold.objects.raw(f"DELETE FROM {table} WHERE {where} RETURNING *", params))  # noqa: S608
-    return claimed[0] if claimed else None
+    if expired_by is None:
+        row = sql.fetch_one(sql.CLAIM, {"hold": hold_id})
+    else:
+        now = connection.ops.adapt_datetimefield_value(expired_by)
+        row = sql.fetch_one(sql.CLAIM_EXPIRED, {"hold": hold_id, "now": now})
+    if row is None:
+        return None
+    hold = Hold(**dict(zip(sql.HOLD_COLUMNS, row, strict=True)))
+    for field in ("amount", "prompt_price", "completion_price"):
+        setattr(hold, field, sql.credits(getattr(hold, field)))
+    if isinstance(hold.created, str):
+        hold.created = parse_datetime(hold.created)
+    if timezone.is_naive(hold.created):  # SQLite keeps UTC without a zone
+        hold.created = hold.created.replace(tzinfo=dt.UTC)
+    return hold
 
 
-def _release(*, hold: Hold, charge: Decimal, rows: list) -> None:
-    """Move ``hold.amount`` out of held and ``charge`` into used on ``rows`` (querysets of
-    one counter row each). A missing row is logged, not fatal: ``counters_reconcile`` mends it."""
-    for queryset in rows:
-        fields = ("credits_held", "credits_used") if queryset.model in (ApiKey, Grant) else None
-        held, used = fields or ("held", "used")
-        changed = {held: _add(held, -hold.amount), used: _add(used, charge)}
-        if not queryset.update(**changed):
-            logger.error("A %s row is missing, settling hold %s", queryset.model.__name__, hold.pk)
+def _release(statement: str, hold: Hold, charge: Decimal) -> None:
+    """Move ``hold.amount`` out of held and ``charge`` into used on one counter row. A
+    missing row is logged, not fatal: ``counters_reconcile`` mends the counters."""
+    params = {
+        "key": hold.api_key_id, "grant": hold.grant_id, "user": hold.user_id,
+        "period": hold.period, "amount": hold.amount, "charge": charge,
+    }  # fmt: skip
+    if not sql.execute(statement, params):
+        logger.error("A counter row is missing, settling hold %s: %s", hold.pk, statement)
 
 
 def _check_settlement(outcome: str, latency_ms: int, **tokens: int) -> None:
@@ -281,18 +273,8 @@ def _hold_close(
         completion_price=hold.completion_price,
     )
     charge = min(cost, hold.amount)
-    month = {"period": hold.period}
-    _release(
-        hold=hold,
-        charge=charge,
-        rows=[
-            ApiKey.objects.filter(pk=hold.api_key_id),
-            KeyMonthCounter.objects.filter(api_key_id=hold.api_key_id, **month),
-            MemberMonthCounter.objects.filter(
-                grant_id=hold.grant_id, user_id=hold.user_id, **month
-            ),
-        ],
-    )
+    for statement in (sql.RELEASE_KEY_TOTAL, sql.RELEASE_KEY_MONTHLY, sql.RELEASE_MEMBER_MONTHLY):
+        _release(statement, hold, charge)
     entry = LedgerEntry.objects.create(
         api_key_id=hold.api_key_id,
         user_id=hold.user_id,
@@ -307,7 +289,7 @@ def _hold_close(
         estimated=estimated,
         capped=cost > hold.amount,
     )
-    _release(hold=hold, charge=charge, rows=[Grant.objects.filter(pk=hold.grant_id)])  # last
+    _release(sql.RELEASE_GRANT, hold, charge)  # last: the row every request of a grant shares
     return entry
 
 
@@ -363,7 +345,7 @@ def holds_sweep(*, now: dt.datetime | None = None) -> int:
 
 def _hold_expire(*, hold_id: int, now: dt.datetime) -> int:
     with transaction.atomic():
-        hold = _hold_claim(hold_id=hold_id, expired_before=now)
+        hold = _hold_claim(hold_id=hold_id, expired_by=now)
         if hold is None:
             return 0
         latency_ms = max(int((now - hold.created).total_seconds() * 1000), 0)
