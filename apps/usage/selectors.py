@@ -70,15 +70,9 @@ def budget_status(
     row = sql.fetch_one(sql.STATUS, params)
     if row is None:
         raise NotFound("This API key does not belong to this grant.")
-    values = [sql.credits(value) for value in row]
-    for index in (7, 8, 10, 11):  # a month without a counter row yet: nothing used or held
-        values[index] = values[index] or ZERO
-    g_limit, g_used, g_held, k_limit, k_used, k_held, km_limit, km_used, km_held = values[:9]
-    mm_limit, mm_used, mm_held = values[9:]
-    return BudgetStatus(
-        period=period,
-        grant=Budget(Limit.GRANT, g_used, g_held, g_limit),
-        key_total=Budget(Limit.KEY_TOTAL, k_used, k_held, k_limit),
-        key_monthly=Budget(Limit.KEY_MONTHLY, km_used, km_held, km_limit),
-        member_monthly=Budget(Limit.MEMBER_MONTHLY, mm_used, mm_held, mm_limit),
-    )
+    values = [sql.credits(value) for value in row]  # (limit, used, held) per budget
+    budgets = [
+        Budget(name, used=values[3 * n + 1], held=values[3 * n + 2], limit=values[3 * n])
+        for n, name in enumerate(Limit)
+    ]
+    return BudgetStatus(period, *budgets)

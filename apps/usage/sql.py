@@ -82,12 +82,13 @@ CLAIM_EXPIRED = (
     f" RETURNING {', '.join(HOLD_COLUMNS)}"
 )
 
-# The four budgets of a key and its member, this period.
+# The four budgets of a key and its member in a period: (limit, used, held) of each, in the
+# order of ``Limit``. A month without a counter row yet has nothing used or held.
 STATUS = """
 SELECT g.credits_allocated, g.credits_used, g.credits_held,
        k.total_limit, k.credits_used, k.credits_held,
-       k.monthly_limit, km.used, km.held,
-       ml.monthly_limit, mm.used, mm.held
+       k.monthly_limit, COALESCE(km.used, 0), COALESCE(km.held, 0),
+       ml.monthly_limit, COALESCE(mm.used, 0), COALESCE(mm.held, 0)
 FROM keys_apikey k
 JOIN grants_grant g ON g.id = k.grant_id
 LEFT JOIN usage_keymonthcounter km ON km.api_key_id = k.id AND km.period = %(period)s

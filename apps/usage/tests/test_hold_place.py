@@ -166,3 +166,24 @@ def test_it_refuses_a_key_of_another_grant(world, key):
             catalog_model=world.chat_model, prompt_tokens=1, max_completion_tokens=1,
         )  # fmt: skip
     assert not Hold.objects.exists()
+
+
+def test_it_needs_exactly_one_way_to_name_the_model(world, key):
+    arguments = {
+        "api_key_id": key.pk, "grant_id": world.grant.pk, "user_id": world.alice.pk,
+        "prompt_tokens": 1, "max_completion_tokens": 1,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="exactly one"):
+        hold_place(**arguments)
+    with pytest.raises(ValueError, match="exactly one"):
+        hold_place(
+            **arguments, catalog_model_id=world.chat_model.pk, catalog_model=world.chat_model
+        )
+
+
+def test_it_names_the_grant_first_when_budgets_tie(world):
+    Grant.objects.filter(pk=world.grant.pk).update(credits_allocated=Decimal("0.001"))
+    key = make_key(world, total_limit=Decimal("0.001"))
+    with pytest.raises(QuotaExceeded) as refused:
+        place(key, world)
+    assert refused.value.limit == "grant"
