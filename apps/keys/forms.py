@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from apps.grants.models import CREDIT_DIGITS
@@ -43,7 +44,7 @@ class ApiKeyCreateForm(forms.Form):
     expires_at = forms.DateTimeField(
         label="Expiration",
         widget=LocalDateTimeInput(),
-        help_text="Your time zone. It can not be changed after the key is created.",
+        help_text=f"{settings.TIME_ZONE} time. It can not be changed after the key is created.",
     )
     monthly_limit = limit_field("Monthly credit limit")
     total_limit = limit_field("Total credit limit")
@@ -66,7 +67,7 @@ class ManagementKeyCreateForm(forms.Form):
     expires_at = forms.DateTimeField(
         label="Expiration",
         widget=LocalDateTimeInput(),
-        help_text="Your time zone. After this moment the key is refused.",
+        help_text=f"{settings.TIME_ZONE} time. After this moment the key is refused.",
     )
 
     def __init__(self, *args, **kwargs) -> None:
