@@ -276,3 +276,13 @@ def test_it_reports_health_per_model(gateway):
     assert {m["model"] for m in everything["models"]} >= {"chat-small", "embed-small"}
     one = httpx.get(f"{base}/health", params={"model": "chat-small"}, timeout=10).json()
     assert one["status"] == "up" and one["in_flight"] == 0
+
+
+def test_it_refuses_a_management_key_for_inference(gateway):
+    from apps.keys.services import management_key_create
+
+    _, secret = management_key_create(owner=gateway.world.bob, name="mgmt")
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.client(secret=secret).chat.completions.create(model="chat-small", messages=HELLO)
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.client(secret=secret).models.list()
