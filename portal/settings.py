@@ -199,6 +199,8 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, mini
 # Seconds to connect to a backend, and at most between two bytes of its answer.
 GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
 GATEWAY_READ_TIMEOUT = env_int("GATEWAY_READ_TIMEOUT", 300, minimum=1)
+# Longest a request may take in all (a stream is cut there); its credit hold lives 2 min longer.
+GATEWAY_REQUEST_MAX_SECONDS = env_int("GATEWAY_REQUEST_MAX_SECONDS", 1800, minimum=10)
 # Pooled connections to all backends together, per process.
 GATEWAY_MAX_CONNECTIONS = env_int("GATEWAY_MAX_CONNECTIONS", 256, minimum=1)
 # Seconds a process keeps its copy of the catalog (saves made in the admin drop it at once).

@@ -20,6 +20,9 @@ from apps.keys.auth import api_key_authenticate
 from apps.keys.models import ApiKey
 from apps.usage.services import hold_place
 
+# A hold outlives the longest request by this much; only a crashed process leaves it behind.
+HOLD_MARGIN_SECONDS = 120
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -127,6 +130,7 @@ def admit(
             prompt_tokens=prompt.upper_bound,
             max_completion_tokens=budget,
             allow_partial=settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings",
+            ttl_seconds=settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
         )
     except ApplicationError as exc:
         raise GatewayError.from_application_error(exc) from None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from apps.gateway.admission import Admission
@@ -100,7 +101,7 @@ def credit_headers(charged: dict, admission: Admission) -> dict[str, str]:
 
 
 def backend_failure(exc: Exception | None, status: int | None = None) -> GatewayError:
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return GatewayError(
             504, "The model's backend did not answer in time.", code="backend_timeout"
         )
@@ -115,7 +116,7 @@ def stream_failure(outcome: str) -> GatewayError:
 
 
 def outcome_of(exc: BaseException) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return Outcome.BACKEND_TIMEOUT
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         return Outcome.CLIENT_DISCONNECTED
@@ -152,7 +153,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
     """A non-streaming request: forward, read the whole answer, settle, answer."""
     tally = Tally(admission=admission, started=time.monotonic())
     try:
-        async with slot:
+        async with slot, asyncio.timeout_at(_deadline(tally)):
             response = await _open(admission, path, body, stream=False)
             if response.status_code != 200:
                 tally.outcome = Outcome.BACKEND_ERROR
@@ -162,7 +163,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
     except GatewayError:
         await settle(tally)
         raise
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, TimeoutError) as exc:
         tally.outcome = outcome_of(exc)
         await settle(tally)
         raise backend_failure(exc) from None
@@ -201,7 +202,11 @@ async def relay_stream(
             raise backend_failure(exc) from None
         raise
     events = _events(tally, response, stack, client_wants_usage)
-    answer = StreamingHttpResponse(events, content_type="text/event-stream")
+    # Start the relay before handing it to Django: a started generator that is dropped
+    # unfinished (the client left before Django began sending) is closed by the event loop's
+    # finaliser, which closes the backend stream, frees the slot and settles.
+    first = await anext(events)
+    answer = StreamingHttpResponse(_chain(first, events), content_type="text/event-stream")
     answer["Cache-Control"] = "no-cache"
     answer["X-Accel-Buffering"] = "no"
     if admission.lowered:
@@ -214,18 +219,19 @@ async def _events(
 ):
     ended = False
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # blank separators, comments, event names: re-framed below
-            data = line[5:].strip()
-            if data == "[DONE]":
-                ended = True
-                break
-            if _relay_chunk(tally, data, client_wants_usage):
-                yield f"data: {data}\n\n"
+        async with asyncio.timeout_at(_deadline(tally)):
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event names: re-framed below
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    ended = True
+                    break
+                if _relay_chunk(tally, data, client_wants_usage):
+                    yield f"data: {data}\n\n"
         if not ended:
             tally.outcome = Outcome.BACKEND_ERROR
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, TimeoutError) as exc:
         tally.outcome = outcome_of(exc)
     except BaseException as exc:
         tally.outcome = outcome_of(exc)
@@ -235,12 +241,22 @@ async def _events(
     await stack.aclose()
     charged = await settle(tally)
     if tally.outcome != Outcome.OK:
-        error = backend_failure(
-            httpx.ReadTimeout("") if tally.outcome == Outcome.BACKEND_TIMEOUT else None, None
-        )
-        yield f"data: {json.dumps(error.body())}\n\n"
+        yield f"data: {json.dumps(stream_failure(tally.outcome).body())}\n\n"
     yield f": anvil {json.dumps(charged)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+async def _chain(first: str, rest):
+    yield first
+    async for event in rest:
+        yield event
+
+
+def _deadline(tally: Tally) -> float:
+    """No request outlives GATEWAY_REQUEST_MAX_SECONDS, so its hold (which lives a little
+    longer) can never expire under it."""
+    loop_now = asyncio.get_running_loop().time()
+    return loop_now + settings.GATEWAY_REQUEST_MAX_SECONDS - (time.monotonic() - tally.started)
 
 
 def _relay_chunk(tally: Tally, data: str, client_wants_usage: bool) -> bool:

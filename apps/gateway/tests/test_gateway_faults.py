@@ -114,3 +114,21 @@ def test_it_lowers_max_tokens_to_what_the_budget_affords(gateway):
     lowered = int(answer.headers["x-anvil-max-tokens-lowered"])
     assert 0 < lowered < 200
     assert answer.parse().usage.completion_tokens <= lowered
+
+
+def test_it_cuts_a_stream_that_outlives_the_longest_request(gateway, settings):
+    settings.GATEWAY_REQUEST_MAX_SECONDS = 1
+    gateway.add_model("endless", upstream="chat-small@tokens-per-second=10")
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/chat/completions",
+        timeout=10,
+        headers={"Authorization": f"Bearer {gateway.secret}"},
+        json={"model": "endless", "messages": HELLO, "max_tokens": 200, "stream": True},
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert any('"backend_timeout"' in line for line in lines)
+    assert lines[-1] == "data: [DONE]"
+    entry = LedgerEntry.objects.get()
+    assert entry.outcome == "backend_timeout" and 3 <= entry.completion_tokens <= 12
+    assert assert_nothing_held(gateway).credits_used == entry.credits
