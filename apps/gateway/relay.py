@@ -160,6 +160,8 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
                 raise await _error_from_backend(response)
             payload = response.json()
             tally.take_usage(payload.get("usage"))
+            if tally.prompt_tokens is None:
+                tally.chunks = completion_estimate(payload)
     except GatewayError:
         await settle(tally)
         raise
@@ -275,6 +277,19 @@ def _relay_chunk(tally: Tally, data: str, client_wants_usage: bool) -> bool:
             tally.chunks += 1
         return True
     return client_wants_usage or not chunk.get("usage")
+
+
+def completion_estimate(payload: dict) -> int:
+    """Completion tokens of an answer that came without usage, by the rule in tokens.py."""
+    size = 0
+    for choice in payload.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") or {}
+        size += len(str(choice.get("text") or message.get("content") or "").encode())
+        for call in message.get("tool_calls") or []:
+            size += len(json.dumps(call.get("function", {})).encode())
+    return -(-size // 4)
 
 
 def _generated(choice: dict) -> bool:

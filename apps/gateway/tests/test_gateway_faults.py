@@ -132,3 +132,22 @@ def test_it_cuts_a_stream_that_outlives_the_longest_request(gateway, settings):
     entry = LedgerEntry.objects.get()
     assert entry.outcome == "backend_timeout" and 3 <= entry.completion_tokens <= 12
     assert assert_nothing_held(gateway).credits_used == entry.credits
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_it_estimates_and_marks_usage_a_backend_did_not_report(gateway, stream):
+    gateway.add_model("quiet", upstream="chat-small@fault=no-usage")
+    client = gateway.client()
+    answer = client.chat.completions.create(
+        model="quiet", messages=HELLO, max_tokens=8, stream=stream
+    )
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+    else:
+        text = answer.choices[0].message.content
+    assert len(text.split()) == 8
+    entry = LedgerEntry.objects.get()
+    assert entry.estimated and entry.outcome == "ok"
+    expected = 8 if stream else -(-len(text.encode()) // 4)  # one per chunk / bytes ÷ 4
+    assert entry.completion_tokens == expected and entry.prompt_tokens > 0
+    assert entry.credits > 0
