@@ -11,8 +11,9 @@ parts of multimodal messages, tool definitions, and the prompt of a completion):
   so real prompt tokens never exceed it (chat-template special tokens are the per-message
   allowance). The credit hold uses it, so a request can never cost more than was held.
 
-Streamed completions without usage are counted one token per content-bearing chunk, as
-vLLM, llama.cpp and Ollama send one chunk per generated token.
+Completions without usage are counted one token per content-bearing chunk when streamed (vLLM,
+llama.cpp and Ollama send one chunk per generated token), and ceil(bytes / 4) of the answer's
+text and tool-call arguments otherwise (``relay.completion_estimate``).
 """
 
 from __future__ import annotations
