@@ -153,6 +153,13 @@ class LedgerEntry(models.Model):
     ``created`` is when the request was settled; ``period`` is the month its hold was placed
     in, which is the month whose counters it was charged to. ``capped`` marks a request whose
     real cost exceeded its hold and which was charged the hold (see ``services.hold_settle``).
+
+    ``rolled_up`` is the one column that ever changes, once, from false to true, when
+    ``apps.usage.rollup`` adds the row to its ``UsageBucket``. It is bookkeeping of the rollup,
+    not of the accounting: every other column stays as written, because counters, their
+    reconciliation and the monthly statements are recomputed from them, and an edited ledger
+    would make those proofs worthless. A partial index holds only the rows not yet rolled up,
+    so finding that small tail costs nothing however long the ledger grows.
     """
 
     created = models.DateTimeField(default=timezone.now)
@@ -168,6 +175,9 @@ class LedgerEntry(models.Model):
     latency_ms = models.PositiveIntegerField()
     estimated = models.BooleanField(default=False, help_text="Token counts were estimated.")
     capped = models.BooleanField(default=False, help_text="Real cost exceeded the hold.")
+    rolled_up = models.BooleanField(
+        default=False, db_default=False, editable=False, help_text="Counted in a UsageBucket."
+    )
 
     class Meta:
         verbose_name_plural = "ledger entries"
@@ -175,6 +185,9 @@ class LedgerEntry(models.Model):
             models.Index(fields=["grant", "created"], name="usage_ledger_grant_created"),
             models.Index(fields=["api_key", "period"], name="usage_ledger_key_period"),
             models.Index(fields=["grant", "user", "period"], name="usage_ledger_member_period"),
+            models.Index(
+                fields=["grant"], condition=models.Q(rolled_up=False), name="usage_ledger_unrolled"
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -184,3 +197,51 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M} {self.credits} credits ({self.outcome})"
+
+
+class UsageBucket(models.Model):
+    """What one member spent through one key on one model in one hour, rolled up from the
+    ledger by ``apps.usage.rollup`` so that reports never scan the ledger.
+
+    ``hour`` is the start of the hour in UTC (the ledger rows' ``created``, truncated). Day and
+    month series are computed from it in ``settings.TIME_ZONE``; that is exact because the
+    zone's offsets are whole hours, so every UTC hour lies inside one local day. ``period`` is
+    the ledger rows' accounting month (the month the counters were charged), which differs
+    from the month of ``hour`` only for a request held before midnight and settled after it.
+    The grant is the key's, stored again so a grant's reports read one index.
+    """
+
+    hour = models.DateTimeField()
+    # Indexes: the unique constraint serves a key's reports, the ones in Meta a grant's and a
+    # member's.
+    api_key = models.ForeignKey(ApiKey, models.PROTECT, related_name="+", db_index=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="+", db_index=False
+    )
+    grant = models.ForeignKey(Grant, models.PROTECT, related_name="+", db_index=False)
+    model = models.ForeignKey(CatalogModel, models.PROTECT, related_name="+", db_index=False)
+    period = period_field()
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    credits = models.DecimalField(**CREDIT_DIGITS, default=0)
+    estimated_requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "hour", "model", "user", "period"],
+                name="usage_usagebucket_unique_hour_key_model_member_period",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(credits__gte=0), name="usage_usagebucket_credits_not_negative"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["grant", "hour"], name="usage_bucket_grant_hour"),
+            models.Index(fields=["grant", "period"], name="usage_bucket_grant_period"),
+            models.Index(fields=["user", "period"], name="usage_bucket_user_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} key {self.api_key_id}: {self.credits} credits"

@@ -1,0 +1,132 @@
+"""Rolling the ledger into hourly buckets, so reports never scan the ledger.
+
+``ledger_rollup`` claims ledger rows that are not rolled up yet and adds them to their
+``UsageBucket`` (per UTC hour, key, model, member and period), in one transaction per batch:
+
+1. Claim: ``UPDATE usage_ledgerentry SET rolled_up = TRUE WHERE id IN (SELECT … WHERE NOT
+   rolled_up LIMIT n FOR UPDATE SKIP LOCKED) AND NOT rolled_up RETURNING …``. A row is claimed by
+   exactly one transaction: a concurrent run skips rows another one has locked, and a row whose
+   claim committed meanwhile fails the re-checked ``NOT rolled_up``. The rows come back in the
+   same statement, so what is counted is exactly what was claimed.
+2. Add: the claimed rows are summed per bucket and added with ``INSERT … ON CONFLICT DO UPDATE
+   SET x = bucket.x + excluded.x``, buckets in key order so two runs never deadlock.
+
+Claim and addition commit together or not at all: a crash leaves the rows unclaimed and the
+buckets untouched. Running it twice is running it once; a duplicated beat finds nothing left.
+Rows settled after a run (even ones stamped with an hour already rolled) are simply claimed by
+the next one; reports add that not-yet-rolled tail, so they are always current.
+
+The statements are plain SQL that PostgreSQL and SQLite share (SQLite has no ``SKIP LOCKED``
+and needs none: it runs one write transaction at a time).
+"""
+
+# Statements are assembled from the constants below, never from input.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from apps.usage import sql
+
+CLAIMED = (
+    "created", "api_key_id", "user_id", "grant_id", "model_id", "period",
+    "prompt_tokens", "completion_tokens", "credits", "estimated",
+)  # fmt: skip
+CLAIM = f"""
+UPDATE usage_ledgerentry SET rolled_up = TRUE
+WHERE id IN (SELECT id FROM usage_ledgerentry WHERE NOT rolled_up LIMIT %(limit)s {{lock}})
+  AND NOT rolled_up
+RETURNING {", ".join(CLAIMED)}"""
+
+BUCKET_KEY = ("api_key_id", "hour", "model_id", "user_id", "period")
+SUMS = ("requests", "prompt_tokens", "completion_tokens", "credits", "estimated_requests")
+_ADD = ", ".join(
+    f"{name} = ROUND(usage_usagebucket.{name} + excluded.{name}, 6)"
+    if name == "credits"
+    else f"{name} = usage_usagebucket.{name} + excluded.{name}"
+    for name in SUMS
+)
+ADD = f"""
+INSERT INTO usage_usagebucket ({", ".join(BUCKET_KEY)}, grant_id, {", ".join(SUMS)})
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS NUMERIC), %s)
+ON CONFLICT ({", ".join(BUCKET_KEY)}) DO UPDATE SET {_ADD}"""
+
+
+@dataclass
+class _Sums:
+    grant_id: int
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    credits: Decimal = Decimal(0)
+    estimated_requests: int = 0
+
+
+def hour_start(moment: dt.datetime | str) -> dt.datetime:
+    """The start of the UTC hour of a ledger row's ``created`` (SQLite returns text)."""
+    if isinstance(moment, str):
+        moment = parse_datetime(moment)
+    if moment.tzinfo is None:  # SQLite keeps UTC without a zone
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _claim(limit: int) -> list[dict]:
+    lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM.format(lock=lock), {"limit": limit})
+        return [dict(zip(CLAIMED, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _sum(rows: list[dict]) -> dict[tuple, _Sums]:
+    buckets: dict[tuple, _Sums] = defaultdict(lambda: _Sums(grant_id=0))
+    for row in rows:
+        key = (row["api_key_id"], hour_start(row["created"]), row["model_id"], row["user_id"],
+               row["period"])  # fmt: skip
+        bucket = buckets[key]
+        bucket.grant_id = row["grant_id"]
+        bucket.requests += 1
+        bucket.prompt_tokens += row["prompt_tokens"]
+        bucket.completion_tokens += row["completion_tokens"]
+        bucket.credits += sql.credits(row["credits"])
+        bucket.estimated_requests += bool(row["estimated"])
+    return buckets
+
+
+def _add(buckets: dict[tuple, _Sums]) -> None:
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        (key_id, adapt(hour), model_id, user_id, period, s.grant_id, s.requests,
+         s.prompt_tokens, s.completion_tokens, str(s.credits), s.estimated_requests)
+        for (key_id, hour, model_id, user_id, period), s in sorted(buckets.items())
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(ADD, params)
+
+
+def _rollup_batch(limit: int) -> int:
+    with transaction.atomic():
+        rows = _claim(limit)
+        if rows:
+            _add(_sum(rows))
+    return len(rows)
+
+
+def ledger_rollup(*, limit: int = 10_000) -> int:
+    """Roll every ledger row not rolled up yet into its bucket, ``limit`` rows per
+    transaction; returns how many rows it rolled. Idempotent and safe to run concurrently."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    rolled = 0
+    while True:
+        batch = _rollup_batch(limit)
+        rolled += batch
+        if batch < limit:
+            return rolled
