@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.api",
     "apps.gateway",
+    "apps.audit",
+    "apps.limits",
+    "apps.consumption",
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import transaction
 
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record
 from apps.grants.models import Grant
 
 
@@ -20,3 +23,20 @@ class GrantAdmin(admin.ModelAdmin):
     search_fields = ("identifier", "team__name")
     readonly_fields = ("public_id", "credits_used", "credits_held")
     filter_horizontal = ("allowed_models",)
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Saving records a change of the credit pool (or a new grant's pool) in the audit
+        log, in the same transaction."""
+        stored = Grant.objects.filter(pk=obj.pk).values_list("credits_allocated", flat=True)
+        before = stored.first() if change else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if not change or before != obj.credits_allocated:
+                audit_record(
+                    actor=request.user,
+                    action=AuditAction.CREDITS_ALLOCATED,
+                    grant=obj,
+                    target=f"grant {obj.identifier}",
+                    before={"credits_allocated": before},
+                    after={"credits_allocated": obj.credits_allocated},
+                )

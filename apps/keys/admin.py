@@ -33,7 +33,7 @@ class ApiKeyAdmin(ReadOnlyKeyAdmin):
     @admin.action(description="Revoke the selected API keys")
     def revoke(self, request, queryset) -> None:
         for key in queryset:
-            api_key_revoke(key=key)
+            api_key_revoke(key=key, actor=request.user)
         self.message_user(request, f"Revoked {len(queryset)} API key(s).")
 
 

@@ -203,7 +203,7 @@ class ApiKeyRevokeApi(OwnKeysApi):
     )
     def post(self, request, public_id):
         key = api_key_for_owner(user=request.user, public_id=public_id)
-        return Response(self.OutputSerializer(api_key_revoke(key=key)).data)
+        return Response(self.OutputSerializer(api_key_revoke(key=key, actor=request.user)).data)
 
 
 class ApiKeyArchiveApi(OwnKeysApi):
@@ -219,7 +219,7 @@ class ApiKeyArchiveApi(OwnKeysApi):
     )
     def post(self, request, public_id):
         key = api_key_for_owner(user=request.user, public_id=public_id)
-        return Response(self.OutputSerializer(api_key_archive(key=key)).data)
+        return Response(self.OutputSerializer(api_key_archive(key=key, actor=request.user)).data)
 
 
 class ApiKeyChangeLimitsApi(OwnKeysApi):
@@ -249,6 +249,7 @@ class ApiKeyChangeLimitsApi(OwnKeysApi):
         with api_params():
             key = api_key_change_limits(
                 key=key,
+                actor=request.user,
                 monthly_limit=data.get("monthly_credits_quota", key.monthly_limit),
                 total_limit=data.get("total_credits_quota", key.total_limit),
             )

@@ -11,6 +11,8 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record
 from apps.core.exceptions import ApplicationError, Conflict, NotFound
 from apps.keys.cache import API_KIND, MANAGEMENT_KIND, forget_key
 from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX, ApiKey, ManagementKey
@@ -104,37 +106,62 @@ def api_key_create(
     return key, _insert_with_secret(key, visible_prefix=API_KEY_PREFIX)
 
 
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    """Revoke at once; revoking twice keeps the first time."""
+def _audit(key: ApiKey, action: str, actor, before: dict, after: dict) -> None:
+    """An audit log entry in the key's grant (its admins and staff read it)."""
+    target = f"API key {key.name} ({key.display_prefix}…) of {key.owner.get_username()}"
+    audit_record(
+        actor=actor, action=action, grant=key.grant, target=target, before=before, after=after
+    )
+
+
+def api_key_revoke(*, key: ApiKey, actor=None) -> ApiKey:
+    """Revoke at once; revoking twice keeps the first time. ``actor``: who did it, for the
+    audit log (None: the system)."""
     with transaction.atomic():
-        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
         key.refresh_from_db(fields=["revoked_at"])
         forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
+        if revoked:
+            _audit(key, AuditAction.KEY_REVOKED, actor, {"revoked": False}, {"revoked": True})
     return key
 
 
-def api_key_archive(*, key: ApiKey) -> ApiKey:
+def api_key_archive(*, key: ApiKey, actor=None) -> ApiKey:
     """Revoke at once, hide from the main list and free the name for a new key."""
     now = timezone.now()
     with transaction.atomic():
-        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
-        ApiKey.objects.filter(pk=key.pk, archived_at__isnull=True).update(archived_at=now)
+        was_revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        archived = ApiKey.objects.filter(pk=key.pk, archived_at__isnull=True).update(
+            archived_at=now
+        )
         key.refresh_from_db(fields=["revoked_at", "archived_at"])
         forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
+        if archived:
+            before = {"revoked": not was_revoked, "archived": False}
+            after = {"revoked": True, "archived": True}
+            _audit(key, AuditAction.KEY_ARCHIVED, actor, before, after)
     return key
 
 
 def api_key_change_limits(
-    *, key: ApiKey, monthly_limit: Decimal | None, total_limit: Decimal | None
+    *, key: ApiKey, monthly_limit: Decimal | None, total_limit: Decimal | None, actor=None
 ) -> ApiKey:
     """New monthly and total credit limits (None: no limit). The expiry never changes."""
     if key.archived_at:
         raise ApplicationError("An archived key's limits can no longer change.")
+    before = {"monthly_limit": key.monthly_limit, "total_limit": key.total_limit}
     key.monthly_limit, key.total_limit = monthly_limit, total_limit
     _validate(key)
     with transaction.atomic():
         key.save(update_fields=["monthly_limit", "total_limit"])
         forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
+        after = {"monthly_limit": key.monthly_limit, "total_limit": key.total_limit}
+        if after != before:
+            _audit(key, AuditAction.KEY_LIMITS_CHANGED, actor, before, after)
     return key
 
 

@@ -92,7 +92,7 @@ def api_key_change_limits_view(request, public_id):
     form = ApiKeyLimitsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            api_key_change_limits(key=key, **form.cleaned_data)
+            api_key_change_limits(key=key, actor=request.user, **form.cleaned_data)
         except ApplicationError as exc:
             form_error(form, exc)
         else:
@@ -119,7 +119,7 @@ def api_key_revoke_view(request, public_id):
             explanation=explanation,
             cancel_url=reverse("keys:detail", args=[key.public_id]),
         )
-    api_key_revoke(key=key)
+    api_key_revoke(key=key, actor=request.user)
     messages.success(request, f"API key {key.name} is revoked.")
     return redirect("keys:list")
 
@@ -140,7 +140,7 @@ def api_key_archive_view(request, public_id):
             explanation=explanation,
             cancel_url=reverse("keys:detail", args=[key.public_id]),
         )
-    api_key_archive(key=key)
+    api_key_archive(key=key, actor=request.user)
     messages.success(request, f"API key {key.name} is archived and revoked.")
     return redirect("keys:archived")
 

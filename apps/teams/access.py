@@ -65,3 +65,33 @@ def management_key_for_owner(*, user, public_id) -> ManagementKey:
     if key is None or not user.is_authenticated or key.owner_id != user.pk:
         raise Http404("No such management key.")
     return key
+
+
+def grant_for_auditor(*, user, public_id) -> Grant:
+    """A grant whose audit log the user may read: staff read every grant's; otherwise as
+    ``grant_for_manager`` (404 to outsiders, 403 to plain members)."""
+    if user.is_authenticated and user.is_staff:
+        grant = Grant.objects.select_related("team").filter(public_id=public_id).first()
+        if grant is None:
+            raise Http404("No such grant.")
+        return grant
+    grant, _ = grant_for_manager(user=user, public_id=public_id)
+    return grant
+
+
+def staff_only(*, user) -> None:
+    """Pages about every grant at once (the whole audit log) exist only for staff."""
+    if not (user.is_authenticated and user.is_staff):
+        raise Http404("No such page.")
+
+
+def grant_member(*, grant: Grant, user_public_id) -> Membership:
+    """The membership of the person with this public id in the grant's team; otherwise 404."""
+    membership = (
+        Membership.objects.select_related("user")
+        .filter(team_id=grant.team_id, user__public_id=user_public_id)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such member.")
+    return membership

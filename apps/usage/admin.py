@@ -1,12 +1,14 @@
 """Admin views of the accounting. Counters, holds and the ledger are read-only here: they change
 only through ``apps.usage.services`` (``manage.py shell``: ``counters_reconcile(repair=True)``
-mends counters). Member limits are set through ``member_limit_set``, which records who did it."""
+mends counters). Member limits are set through ``apps.limits.services.member_limit_change``
+(``member_limit_set`` plus the history of changes and the audit log)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
 
+from apps.limits.services import member_limit_change
 from apps.teams.models import Membership
 from apps.usage.models import (
     Hold,
@@ -15,7 +17,6 @@ from apps.usage.models import (
     MemberLimit,
     MemberMonthCounter,
 )
-from apps.usage.services import member_limit_set
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,7 +93,8 @@ class MemberLimitAdmin(admin.ModelAdmin):
         return self.readonly_fields + (("grant", "user") if obj else ())
 
     def save_model(self, request, obj, form, change) -> None:
-        saved = member_limit_set(
+        # Through the grant admins' service, so the change is in the history and audit log.
+        member_limit_change(
             grant=obj.grant, user=obj.user, monthly_limit=obj.monthly_limit, changed_by=request.user
         )
-        obj.pk = saved.pk
+        obj.pk = MemberLimit.objects.get(grant=obj.grant, user=obj.user).pk

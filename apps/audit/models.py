@@ -1,0 +1,80 @@
+"""The audit log: who changed what and when, with the value before and after.
+
+Rows are only ever added (``apps.audit.services.audit_record``); nothing edits or deletes
+them. ``before`` and ``after`` hold small JSON objects of the changed fields, credits written as
+exact decimal strings.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apps.grants.models import Grant
+
+
+class AuditAction(models.TextChoices):
+    MEMBER_LIMIT_CHANGED = "member_limit_changed", "Member monthly limit changed"
+    MEMBER_LIMITS_CHANGED_ALL = "member_limits_changed_all", "Monthly limit set for all members"
+    KEY_LIMITS_CHANGED = "key_limits_changed", "API key limits changed"
+    KEY_REVOKED = "key_revoked", "API key revoked"
+    KEY_ARCHIVED = "key_archived", "API key archived"
+    CREDITS_ALLOCATED = "credits_allocated", "Grant credits allocated"
+
+
+def describe(values) -> str:
+    """``{"monthly_limit": "10"}`` → "monthly limit: 10"; people read this, programs the JSON."""
+    if values is None:
+        return ""
+    if not isinstance(values, dict):
+        return str(values)
+    parts = [
+        f"{name.replace('_', ' ')}: {'none' if value is None else value}"
+        for name, value in sorted(values.items())  # jsonb keeps no order: sort by name
+    ]
+    return "; ".join(parts)
+
+
+class AuditEntry(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    # Null: done by the system (a task, a management command), not by a person.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Kept as written at the time, so the log still says who even if the account is removed.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40, choices=AuditAction.choices)
+    # The grant whose admins may read the entry; an audit log must outlive nothing it names.
+    grant = models.ForeignKey(
+        Grant, models.PROTECT, null=True, blank=True, related_name="audit_entries"
+    )
+    target = models.CharField(max_length=300, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-created", "-pk"]
+        indexes = [
+            models.Index(fields=["grant", "-created"], name="audit_entry_grant_created"),
+            models.Index(fields=["-created"], name="audit_entry_created"),
+        ]
+
+    @property
+    def who(self) -> str:
+        return self.actor_name or "system"
+
+    @property
+    def before_text(self) -> str:
+        return describe(self.before)
+
+    @property
+    def after_text(self) -> str:
+        return describe(self.after)
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M} {self.who}: {self.get_action_display()}"

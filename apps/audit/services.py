@@ -1,0 +1,50 @@
+"""Writes of the audit log."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.utils import timezone
+
+from apps.audit.models import AuditAction, AuditEntry
+
+
+def _plain(value):
+    """JSON-safe and exact: Decimals become their decimal string (0.420000 → "0.42")."""
+    if isinstance(value, Decimal):
+        text = f"{value:f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, dict):
+        return {str(name): _plain(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def audit_record(
+    *,
+    actor,
+    action: str,
+    grant=None,
+    target: str = "",
+    before=None,
+    after=None,
+) -> AuditEntry:
+    """Add one entry. ``actor`` is the person who acted (None: the system); ``grant`` decides
+    whose admins may read it; ``before``/``after`` are the changed fields' values."""
+    person = actor if actor is not None and actor.is_authenticated else None
+    entry = AuditEntry(
+        created=timezone.now(),
+        actor=person,
+        actor_name=person.get_username() if person else "",
+        action=AuditAction(action),
+        grant=grant,
+        target=target[:300],
+        before=_plain(before),
+        after=_plain(after),
+    )
+    entry.full_clean()
+    entry.save(force_insert=True)
+    return entry

@@ -1,0 +1,34 @@
+"""The tables of the consumption pages, built from the selectors' rows. Each table is shown
+as HTML, drawn as a chart (when it has one) and downloaded as CSV from the same cells."""
+
+from __future__ import annotations
+
+from apps.consumption.tables import Chart, Column, Table
+
+CREDITS = Column("Credits", numeric=True)
+
+
+def member_budgets_table(*, budgets, period: str) -> Table:
+    table = Table(
+        name="limits",
+        title=f"Your monthly limits in {period}",
+        columns=[
+            Column("Grant"),
+            Column("Used", numeric=True),
+            Column("Held by requests in flight", numeric=True),
+            Column("Monthly limit", numeric=True, empty="no limit"),
+            Column("Left", numeric=True, empty="no limit"),
+        ],
+        chart=Chart(kind="bar", label_column=0, value_columns=(1,)),
+        empty_message="You are not in a team with a grant yet.",
+    )
+    for budget in budgets:
+        table.add(
+            budget.grant.identifier,
+            budget.used,
+            budget.held,
+            budget.limit,
+            budget.left,
+            row_id=budget.grant.identifier,
+        )
+    return table

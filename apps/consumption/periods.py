@@ -1,0 +1,37 @@
+"""The month a consumption page shows: ``?period=YYYY-MM``, this month by default."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django.http import Http404
+
+from apps.usage.periods import period_for
+
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def period_from(request) -> str:
+    """The requested month; a malformed one is a 404 (no such page), never a 500."""
+    period = request.GET.get("period") or period_for()
+    if not PERIOD.match(period):
+        raise Http404("A period is written YYYY-MM.")
+    return period
+
+
+def period_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """The first and the last day of the month."""
+    year, month = (int(part) for part in period.split("-"))
+    first = dt.date(year, month, 1)
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return first, following - dt.timedelta(days=1)
+
+
+def periods_between(start: dt.date, end: dt.date) -> list[str]:
+    """Every month from ``start``'s to ``end``'s, newest first (the period picker)."""
+    periods, year, month = [], end.year, end.month
+    while (year, month) >= (start.year, start.month):
+        periods.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return periods

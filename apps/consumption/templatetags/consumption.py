@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def csv_url(context, table) -> str:
+    """This page's URL asking for ``table`` as CSV, keeping the page's other query parameters
+    (the period shown), so the download holds exactly the rows on screen."""
+    query = context["request"].GET.copy()
+    query["format"] = "csv"
+    query["table"] = table.name
+    return f"?{query.urlencode()}"

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class LimitsConfig(AppConfig):
+    """Members' monthly limits as grant admins set them: for one member or for all at once,
+    with the history of every change. The limit itself is ``apps.usage.models.MemberLimit``."""
+
+    name = "apps.limits"
+    label = "limits"
+    verbose_name = "Member limit changes"

@@ -1,0 +1,103 @@
+"""Grant admins set members' monthly limits: for one member, or for all members at once.
+
+Both write through ``apps.usage.services.member_limit_set``, so there is one limit per member
+and whichever change came last counts, in either order. Each member's old and new value is
+kept in ``MemberLimitChange`` and each action is one audit log entry.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_record
+from apps.core.exceptions import ApplicationError
+from apps.grants.models import Grant
+from apps.limits.models import LimitScope, MemberLimitChange
+from apps.teams.models import Membership
+from apps.usage.models import MemberLimit
+from apps.usage.services import member_limit_set
+
+
+def _check(monthly_limit: Decimal | None) -> None:
+    if monthly_limit is not None and (not monthly_limit.is_finite() or monthly_limit < 0):
+        raise ApplicationError("A monthly limit is 0 or more credits.", param="monthly_limit")
+
+
+def _set_one(*, grant, user, monthly_limit, changed_by, scope: str, now) -> MemberLimitChange:
+    current = MemberLimit.objects.select_for_update().filter(grant=grant, user=user).first()
+    before = current.monthly_limit if current else None
+    saved = member_limit_set(
+        grant=grant, user=user, monthly_limit=monthly_limit, changed_by=changed_by
+    )
+    return MemberLimitChange.objects.create(
+        grant=grant,
+        user=user,
+        before=before,
+        after=saved.monthly_limit,
+        scope=scope,
+        changed_by=changed_by,
+        created=now,
+    )
+
+
+def member_limit_change(
+    *, grant: Grant, user, monthly_limit: Decimal | None, changed_by
+) -> MemberLimitChange:
+    """Set one member's monthly limit (None: no limit), overwriting whatever was set before —
+    individually or for all members."""
+    _check(monthly_limit)
+    with transaction.atomic():
+        change = _set_one(
+            grant=grant,
+            user=user,
+            monthly_limit=monthly_limit,
+            changed_by=changed_by,
+            scope=LimitScope.INDIVIDUAL,
+            now=timezone.now(),
+        )
+        audit_record(
+            actor=changed_by,
+            action=AuditAction.MEMBER_LIMIT_CHANGED,
+            grant=grant,
+            target=f"member {user.get_username()}",
+            before={"monthly_limit": change.before},
+            after={"monthly_limit": change.after},
+        )
+    return change
+
+
+def member_limits_change_all(
+    *, grant: Grant, monthly_limit: Decimal | None, changed_by
+) -> list[MemberLimitChange]:
+    """Set the same monthly limit for every member of the grant's team (the collective
+    limit), overwriting each member's previous limit, individual or collective."""
+    _check(monthly_limit)
+    now = timezone.now()
+    memberships = (
+        Membership.objects.filter(team_id=grant.team_id).select_related("user").order_by("user_id")
+    )
+    with transaction.atomic():
+        changes = [
+            _set_one(
+                grant=grant,
+                user=membership.user,
+                monthly_limit=monthly_limit,
+                changed_by=changed_by,
+                scope=LimitScope.COLLECTIVE,
+                now=now,
+            )
+            for membership in memberships
+        ]
+        audit_record(
+            actor=changed_by,
+            action=AuditAction.MEMBER_LIMITS_CHANGED_ALL,
+            grant=grant,
+            target=f"all {len(changes)} members",
+            before={change.user.get_username(): change.before for change in changes},
+            after={"monthly_limit": monthly_limit},
+        )
+    return changes
