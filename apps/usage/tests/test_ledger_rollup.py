@@ -136,7 +136,7 @@ def test_concurrent_runs_count_every_row_once(world):
         try:
             start.wait()
             rolled.append(ledger_rollup(limit=100))
-        except BaseException as exc:  # noqa: BLE001  (reported below)
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()
