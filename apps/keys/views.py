@@ -9,6 +9,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.consumption.pages import key_consumption
+from apps.consumption.periods import period_from
+from apps.consumption.tables import table_csv_response
 from apps.core.exceptions import ApplicationError
 from apps.keys.forms import ApiKeyCreateForm, ApiKeyLimitsForm, ManagementKeyCreateForm
 from apps.keys.handover import secret_forget, secret_hand_over, secret_take
@@ -81,7 +84,10 @@ def api_key_created(request, public_id):
 @require_GET
 def api_key_detail(request, public_id):
     key = api_key_for_owner(user=request.user, public_id=public_id)
-    return render(request, "keys/api_key_detail.html", {"key": key})
+    consumption = key_consumption(key=key, period=period_from(request))
+    csv = table_csv_response(request, consumption.tables, prefix=f"key-{key.name}")
+    context = {"key": key, **consumption.context, "tables": consumption.tables}
+    return csv or render(request, "keys/api_key_detail.html", context)
 
 
 @login_required

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django import template
 
+from apps.consumption.tables import cell_text
+
 register = template.Library()
 
 
@@ -13,3 +15,9 @@ def csv_url(context, table) -> str:
     query["format"] = "csv"
     query["table"] = table.name
     return f"?{query.urlencode()}"
+
+
+@register.filter
+def credits(value) -> str:
+    """Credits exactly as the tables and CSV files write them: 12.500000 → "12.5"."""
+    return cell_text(value)

@@ -1,0 +1,83 @@
+"""The key page: the four limits with what is left under each, downloadable as CSV."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from apps.consumption.testing import csv_rows, html_table
+from apps.keys.services import api_key_create
+from apps.limits.services import member_limit_change, member_limits_change_all
+from apps.usage.models import KeyMonthCounter, MemberMonthCounter
+from apps.usage.periods import period_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def bob_key(world):
+    key, _ = api_key_create(
+        grant=world.grant,
+        owner=world.bob,
+        name="bob-key",
+        monthly_limit=Decimal("20"),
+        total_limit=Decimal("50"),
+    )
+    return key
+
+
+def url(key) -> str:
+    return reverse("keys:detail", args=[key.public_id])
+
+
+def limits(client, key) -> dict[str, list[str]]:
+    rows = html_table(client.get(url(key)).content, "limits")
+    return {row[0]: row[1:] for row in rows[1:]}
+
+
+def test_it_shows_the_four_limits_and_what_is_left(client, world, bob_key):
+    period = period_for()
+    KeyMonthCounter.objects.create(api_key=bob_key, period=period, used=Decimal("4"), held=1)
+    MemberMonthCounter.objects.create(grant=world.grant, user=world.bob, period=period, used=6)
+    member_limit_change(
+        grant=world.grant, user=world.bob, monthly_limit=Decimal("8"), changed_by=world.alice
+    )
+    client.force_login(world.bob)
+    assert limits(client, bob_key) == {
+        "Grant credits": ["1000", "0", "0", "1000"],
+        "Key total limit": ["50", "0", "0", "50"],
+        "Key monthly limit": ["20", "4", "1", "15"],
+        "Member monthly limit (all of the owner's keys in the grant)": ["8", "6", "0", "2"],
+    }
+    page = client.get(url(bob_key)).content.decode()
+    assert "Member monthly limit" in page.split('data-testid="limited-by">')[1].split("<")[0]
+
+
+def test_it_shows_the_latest_member_limit_whichever_way_it_was_set(client, world, bob_key):
+    client.force_login(world.bob)
+    member = "Member monthly limit (all of the owner's keys in the grant)"
+    assert limits(client, bob_key)[member] == ["no limit", "0", "0", "no limit"]
+    member_limit_change(
+        grant=world.grant, user=world.bob, monthly_limit=Decimal("9"), changed_by=world.alice
+    )
+    assert limits(client, bob_key)[member][0] == "9"
+    member_limits_change_all(grant=world.grant, monthly_limit=Decimal("3"), changed_by=world.alice)
+    assert limits(client, bob_key)[member][0] == "3"
+
+
+def test_it_downloads_the_limits_as_the_page_shows_them(client, world, bob_key):
+    client.force_login(world.bob)
+    page = client.get(url(bob_key))
+    response = client.get(url(bob_key), {"format": "csv", "table": "limits"})
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="key-bob-key-limits.csv"'
+    assert csv_rows(response.content) == html_table(page.content, "limits")
+
+
+@pytest.mark.parametrize("username", ["alice", "charlie"])
+def test_it_hides_the_key_and_its_csv_from_anyone_else(client, world, bob_key, username):
+    client.force_login(getattr(world, username))
+    assert client.get(url(bob_key)).status_code == 404
+    assert client.get(url(bob_key), {"format": "csv", "table": "limits"}).status_code == 404
