@@ -33,7 +33,7 @@ from apps.catalog.models import CatalogModel
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.teams.models import Membership
-from apps.usage import sql
+from apps.usage.credits import CREDIT_QUANTUM
 from apps.usage.models import LedgerEntry, MemberLimit, UsageBucket
 
 ZERO = Decimal(0)
@@ -118,6 +118,11 @@ def _half(model, *, where: Q, key: str, month: str | None, since, until):
     )
 
 
+def _credits(value) -> Decimal:
+    """A credit sum at the columns' 6 places (exact on PostgreSQL; SQLite sums REALs)."""
+    return ZERO if value is None else Decimal(str(value)).quantize(CREDIT_QUANTUM)
+
+
 def _grouped(
     *, where: Q, key: str, month: str | None = None, since=None, until=None
 ) -> dict[object, _Sums]:
@@ -127,12 +132,12 @@ def _grouped(
     sums: dict[object, _Sums] = defaultdict(_Sums)
     for row in query:
         total = sums[row["k"]]
-        total.credits += sql.credits(row["c"]) or ZERO
+        total.credits += _credits(row["c"])
         total.requests += int(row["n"] or 0)
         total.prompt_tokens += int(row["pt"] or 0)
         total.completion_tokens += int(row["ct"] or 0)
         if month is not None:
-            total.month_credits += sql.credits(row["mc"]) or ZERO
+            total.month_credits += _credits(row["mc"])
     return sums
 
 
