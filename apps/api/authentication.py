@@ -1,12 +1,13 @@
-"""Who is calling the REST API: a management key (only on the key-creation endpoint) or a
-signed-in browser session (the portal's own API). Each refuses the other kind of credential."""
+"""Who is calling the REST API: a management key (only on the key-creation endpoint), an API key
+(the billing status) or a signed-in browser session (the portal's own API). Each refuses the
+other kinds of credential."""
 
 from __future__ import annotations
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
-from apps.keys.auth import bearer_secret, management_key_authenticate
+from apps.keys.auth import api_key_authenticate, bearer_secret, management_key_authenticate
 from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX
 
 
@@ -24,6 +25,30 @@ class ManagementKeyAuthentication(BaseAuthentication):
                 "Send the management key as 'Authorization: Bearer <key>'.", code="invalid_api_key"
             )
         result = management_key_authenticate(secret=secret)
+        if result.status == 403:
+            raise exceptions.PermissionDenied(result.message, code="wrong_key_kind")
+        if not result.ok:
+            raise exceptions.AuthenticationFailed(result.message, code="invalid_api_key")
+        return result.key.owner, result.key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer anv-…``: the request acts as the key's owner; ``request.auth`` is
+    the ApiKey. A missing header is left to the permission (401); a management key is 403."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if not header:
+            return None
+        secret = bearer_secret(header)
+        if secret is None:
+            raise exceptions.AuthenticationFailed(
+                "Send the API key as 'Authorization: Bearer <key>'.", code="invalid_api_key"
+            )
+        result = api_key_authenticate(secret=secret)
         if result.status == 403:
             raise exceptions.PermissionDenied(result.message, code="wrong_key_kind")
         if not result.ok:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from apps.keys.models import ManagementKey
+from apps.keys.models import ApiKey, ManagementKey
 
 
 class HasManagementKey(BasePermission):
@@ -12,3 +12,12 @@ class HasManagementKey(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return isinstance(request.auth, ManagementKey)
+
+
+class HasApiKey(BasePermission):
+    """The request was authenticated by an API key."""
+
+    message = "This endpoint needs 'Authorization: Bearer <API key>'."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ApiKey)

@@ -19,6 +19,18 @@ class ManagementKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.api.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (anv-…), created on the portal's API keys page.",
+        }
+
+
 class SessionOnlyScheme(OpenApiAuthenticationExtension):
     target_class = "apps.api.authentication.SessionOnlyAuthentication"
     name = "cookieAuth"

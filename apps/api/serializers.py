@@ -30,3 +30,16 @@ def credit_field(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(
         **CREDIT_DIGITS, min_value=Decimal(0), normalize_output=True, **kwargs
     )
+
+
+class ErrorDetail(serializers.Serializer):
+    message = serializers.CharField()
+    type = serializers.CharField()
+    param = serializers.CharField(allow_null=True)
+    code = serializers.CharField(allow_null=True)
+
+
+class ErrorOutput(serializers.Serializer):
+    """Every error of the REST API (``apps.api.errors``), for the OpenAPI document."""
+
+    error = ErrorDetail()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from apps.keys import apis as keys
+from apps.usage import apis as usage
 
 app_name = "api"
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
         keys.ManagementApiKeyCreateApi.as_view(),
         name="management-api-keys-create",
     ),
+    path("usage", usage.UsageStatusApi.as_view(), name="usage"),
     path("api_keys", keys.ApiKeyListApi.as_view(), name="api-keys-list"),
     path("api_keys/create", keys.ApiKeyCreateApi.as_view(), name="api-keys-create"),
     path("api_keys/<uuid:public_id>", keys.ApiKeyDetailApi.as_view(), name="api-keys-detail"),
