@@ -67,3 +67,98 @@ def key_limits_table(*, status: BudgetStatus) -> Table:
             row_id=budget.name,
         )
     return table
+
+
+USAGE_COLUMNS = [
+    Column("Requests", numeric=True),
+    Column("Prompt tokens", numeric=True),
+    Column("Completion tokens", numeric=True),
+    CREDITS,
+]
+
+
+def series_table(*, points, name: str, title: str, granularity: str) -> Table:
+    """Consumption per day or per month; the chart draws the credits."""
+    table = Table(
+        name=name,
+        title=title,
+        columns=[Column("Day" if granularity == "day" else "Month"), *USAGE_COLUMNS],
+        chart=Chart(kind="line" if granularity == "day" else "bar", label_column=0,
+                    value_columns=(4,)),
+        empty_message="No consumption in this time.",
+    )  # fmt: skip
+    for point in points:
+        table.add(
+            point.period, point.requests, point.prompt_tokens, point.completion_tokens,
+            point.credits,
+        )  # fmt: skip
+    return table
+
+
+def breakdown_table(*, rows, name: str, title: str, label: str) -> Table:
+    """Consumption per model, or per key: a bar per row."""
+    table = Table(
+        name=name,
+        title=title,
+        columns=[Column(label), *USAGE_COLUMNS],
+        chart=Chart(kind="bar", label_column=0, value_columns=(4,)),
+        empty_message="No consumption in this time.",
+    )
+    for row in rows:
+        table.add(
+            row.label, row.requests, row.prompt_tokens, row.completion_tokens, row.credits,
+            row_id=row.label,
+        )  # fmt: skip
+    return table
+
+
+def members_table(*, rows, roles: dict, period: str, change_url=None) -> Table:
+    """The Members table: this month's and cumulative consumption and the monthly limit; with
+    ``change_url`` (the grant admin's view) a Change limit link per member."""
+    table = Table(
+        name="members",
+        title=f"Members: consumption in {period} and since the grant began",
+        columns=[
+            Column("Member"),
+            Column("Role"),
+            Column(f"Credits in {period}", numeric=True),
+            Column("Credits since the grant began", numeric=True),
+            Column("Monthly limit", numeric=True, empty="no limit"),
+        ],
+        chart=Chart(kind="bar", label_column=0, value_columns=(2, 3)),
+        actions_title="Limit" if change_url else "",
+    )
+    for row in rows:
+        username = row.user.get_username()
+        actions = []
+        if change_url:
+            link = {"text": "Change limit", "url": change_url(row.user)}
+            actions = [link | {"testid": f"change-limit-{username}"}]
+        table.add(
+            username, roles.get(row.user.pk, "former member"), row.month_credits,
+            row.total_credits, row.monthly_limit, row_id=username, actions=actions,
+        )  # fmt: skip
+    return table
+
+
+def limit_changes_table(*, changes) -> Table:
+    table = Table(
+        name="limit-changes",
+        title="History: who set which limit when",
+        columns=[
+            Column("When"),
+            Column("Member"),
+            Column("Before", numeric=True, empty="no limit"),
+            Column("After", numeric=True, empty="no limit"),
+            Column("Set"),
+            Column("By"),
+        ],
+        empty_message="No monthly limit was set yet.",
+    )
+    for change in changes:
+        by = change.changed_by.get_username() if change.changed_by else "system"
+        table.add(
+            change.created, change.user.get_username(), change.before, change.after,
+            change.get_scope_display(), by,
+        )  # fmt: skip
+    return table

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from apps.consumption.testing import csv_rows, html_table
+from apps.consumption.testing import csv_rows, html_table, make_key, spend
 from apps.keys.services import api_key_create
 from apps.limits.services import member_limit_change, member_limits_change_all
 from apps.usage.models import KeyMonthCounter, MemberMonthCounter
@@ -81,3 +81,21 @@ def test_it_hides_the_key_and_its_csv_from_anyone_else(client, world, bob_key, u
     client.force_login(getattr(world, username))
     assert client.get(url(bob_key)).status_code == 404
     assert client.get(url(bob_key), {"format": "csv", "table": "limits"}).status_code == 404
+
+
+def test_it_shows_the_keys_consumption_over_time_and_by_model(client, world, bob_key):
+    other = make_key(world, owner=world.bob, name="other-key")
+    spend(world, key=bob_key, credits=Decimal("0.25"))
+    spend(world, key=bob_key, credits=Decimal("0.000001"), model=world.embed_model)
+    spend(world, key=other, credits=Decimal("7"))  # another key of Bob's: not on this page
+    client.force_login(world.bob)
+    body = client.get(url(bob_key)).content
+    assert html_table(body, "models")[1:] == [
+        ["chat-small", "1", "10", "5", "0.25"],
+        ["embed-small", "1", "10", "5", "0.000001"],
+    ]
+    assert html_table(body, "monthly")[1:] == [[period_for(), "2", "20", "10", "0.250001"]]
+    assert html_table(body, "daily")[-1][-1] == "0.250001"
+    for name in ("daily", "monthly", "models"):
+        response = client.get(url(bob_key), {"format": "csv", "table": name})
+        assert csv_rows(response.content) == html_table(body, name)

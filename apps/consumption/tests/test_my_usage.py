@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from apps.consumption.testing import csv_rows, html_table
+from apps.consumption.testing import csv_rows, html_table, make_key, spend
 from apps.limits.services import member_limit_change
 from apps.usage.models import MemberMonthCounter
 from apps.usage.periods import period_for
@@ -59,3 +59,18 @@ def test_it_answers_a_malformed_period_with_404(client, world, period):
 def test_it_sends_anonymous_visitors_to_sign_in(client, world):
     response = client.get(reverse("consumption:mine"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_it_shows_the_persons_consumption_per_grant_and_key(client, world):
+    bob_key = make_key(world, owner=world.bob, name="bob-key")
+    spend(world, key=bob_key, credits=Decimal("0.5"))
+    spend(world, key=bob_key, credits=Decimal("0.000002"))
+    spend(world, key=make_key(world, owner=world.alice, name="alice-key"), credits=Decimal(9))
+    client.force_login(world.bob)
+    response = client.get(reverse("consumption:mine"))
+    assert html_table(response.content, "keys")[1:] == [
+        ["alice-grant / bob-key", "2", "20", "10", "0.500002"]
+    ]
+    assert b'data-testid="total-credits">0.500002<' in response.content
+    csv = client.get(reverse("consumption:mine"), {"format": "csv", "table": "keys"})
+    assert csv_rows(csv.content) == html_table(response.content, "keys")
