@@ -1,8 +1,18 @@
+"""The Celery app and the beat schedule.
+
+With ``REDIS_URL`` set, tasks go to Redis and run on ``celery -A portal worker``; ``celery -A
+portal beat`` enqueues the periodic ones below. Without it every task runs in-process the
+moment it is enqueued (``CELERY_TASK_ALWAYS_EAGER``), and ``celery -A portal beat`` runs the
+periodic ones in its own process. Every periodic task is idempotent and claims its work with a
+conditional statement, so a second beat (or a retry) does nothing twice.
+"""
+
 from __future__ import annotations
 
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -10,6 +20,22 @@ app = Celery("anvil")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# The beat schedule: one entry per periodic job, each with a plain-English comment.
-# (Filled by the consumption issue: statements, hold sweeper, roll-ups, expiry, reconciliation.)
-app.conf.beat_schedule = {}
+
+def every(seconds: int, task: str) -> dict:
+    """Run ``task`` every ``seconds``; a run still queued when the next is due is dropped."""
+    return {"task": task, "schedule": float(seconds), "options": {"expires": seconds}}
+
+
+def at(schedule: crontab, task: str, *, expires: int = 3600) -> dict:
+    return {"task": task, "schedule": schedule, "options": {"expires": expires}}
+
+
+# The beat schedule: one entry per periodic job. Times are in TIME_ZONE (CELERY_TIMEZONE).
+app.conf.beat_schedule = {
+    # Every minute: release the credit holds of requests whose process crashed (past expiry).
+    "sweep-expired-holds": every(60, "apps.usage.tasks.sweep_expired_holds"),
+    # Every minute: add new ledger rows to the hourly usage buckets the reports read.
+    "roll-up-ledger": every(60, "apps.usage.tasks.roll_up_ledger"),
+    # Nightly at 03:30: check every credit counter against the ledger; log and repair mismatches.
+    "reconcile-counters": at(crontab(hour=3, minute=30), "apps.usage.tasks.reconcile_counters"),
+}
