@@ -45,6 +45,12 @@ test: $(VENV)/.installed-dev
 	bash .ci/services
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
+## bench: the gateway benchmark, direct to the development backend vs through Anvil (bench/README.md)
+.PHONY: bench
+bench: $(VENV)/.installed
+	bash .ci/services
+	$(PY) -m bench.gateway $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

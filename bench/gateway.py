@@ -1,0 +1,164 @@
+"""Anvil's gateway benchmark (issue 4): the development backend straight vs through Anvil.
+
+    make bench                     # or: .venv/bin/python -m bench.gateway [options]
+
+In one run it resets its own PostgreSQL database (anvil_bench) and Redis db (9), starts the
+development backend and Anvil (uvicorn, one worker, production settings) as separate
+processes on loopback, and prints side by side: requests/s and p50/p95/p99 latency for
+non-streaming chat at concurrency 1, 16 and 64; streaming time to first token, total time and
+chunk-by-chunk relay timing; server CPU per request (from /proc); then PASS/FAIL per target
+and the ledger check. Every process it started is stopped on exit, Ctrl+C included. It exits
+1 when a target or check fails. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: python bench/gateway.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import servers
+from bench.client import Target
+from bench.measure import Bench, Measured
+from bench.report import checks, diagnostics, stream_lines, table
+from devbackend.testing import start_devbackend, stop_devbackend
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gateway",
+        description="Anvil's gateway benchmark: the development backend direct vs via Anvil.",
+    )
+    add = parser.add_argument
+    add("--database-url", default="postgresql://postgres@127.0.0.1:5432/anvil_bench")
+    add("--redis-url", default="redis://127.0.0.1:6379/9", help="a db of its own: flushed")
+    add("--requests", type=int, default=2000, help="per scenario and side (default 2000)")
+    add("--seconds", type=float, default=10, help="…or fewer when they take longer than this")
+    add("--rounds", type=int, default=4, help="direct and Anvil alternate this many times")
+    add("--warmup", type=int, default=400, help="requests per side before measuring")
+    add("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16, 64])
+    add("--streams", type=int, default=50, help="streams per side (default 50)")
+    add("--stream-tokens", type=int, default=200)
+    add("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="Anvil's event loop")
+    add("--http", default="httptools", choices=["httptools", "h11"], help="Anvil's HTTP parser")
+    add("--no-access-log", action="store_true", help="uvicorn without its access log")
+    add("--profile", type=Path, help="py-spy Anvil after the warm-up; raw stacks to this dir")
+    return parser.parse_args(argv)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_loop(coroutine):
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tuple:
+    backend = anvil = bench = None
+    try:
+        servers.say(f"resetting {args.database_url} and {args.redis_url}; migrating …")
+        servers.database_reset(args.database_url)
+        servers.redis_reset(args.redis_url)
+        servers.manage(settings, "manage.py", "migrate", "--noinput", "-v", "0")
+        backend = start_devbackend()
+        world = servers.world_call(settings, "setup", "--backend-url", f"{backend.url}/v1")
+        transactions = servers.pg_transactions(args.database_url)
+        servers.say(f"starting Anvil (uvicorn --loop {args.loop} --http {args.http}) …")
+        anvil = servers.anvil_start(
+            settings,
+            loop=args.loop,
+            http=args.http,
+            log=logs / "anvil.log",
+            access_log=not args.no_access_log,
+        )
+        bench = Bench(
+            args,
+            direct=Target("direct", int(backend.url.rsplit(":", 1)[1]), "/v1/chat/completions"),
+            anvil=Target("Anvil", anvil.port, "/api/v1/chat/completions", world["secret"]),
+            pids={"anvil": anvil.process.pid, "backend": backend.process.pid},
+            redis_url=args.redis_url,
+        )
+        measured = _run_loop(bench.run())
+        threads = servers.thread_count(anvil.process.pid)
+    finally:
+        if bench is not None and bench.profiler is not None:
+            servers.process_stop(bench.profiler)
+        if anvil is not None:
+            servers.process_stop(anvil.process)
+        if backend is not None:
+            stop_devbackend(backend.process)
+    transactions = servers.pg_transactions(args.database_url) - transactions
+    ledger = servers.world_call(settings, "check")
+    return measured, ledger, {"pg_transactions": transactions, "anvil_threads": threads}
+
+
+def report(args, measured: Measured, ledger: dict, extra: dict) -> int:
+    access = "off" if args.no_access_log else "on"
+    print(
+        f"\nAnvil: uvicorn --workers 1 --loop {args.loop} --http {args.http}, access log "
+        f"{access}; PostgreSQL + Redis, DEBUG off. Non-streaming chat (max_tokens 16), "
+        f"{args.requests} requests (at most {args.seconds:g} s) per side and scenario after a "
+        "warm-up; latency in ms.\n"
+    )
+    print(table(measured.scenarios))
+    print()
+    print(
+        stream_lines(
+            measured.streaming,
+            streams=args.streams,
+            tokens=args.stream_tokens,
+            anvil_cpu_ms=measured.stream_cpu_ms,
+        )
+    )
+    print()
+    print(diagnostics(measured, extra))
+    print()
+    results = checks(measured, ledger)
+    for check in results:
+        print(check)
+    if args.profile:
+        from bench.profile import summary
+
+        print("\n(profiled with py-spy after the warm-up; the figures above include its cost)")
+        for name, count in measured.profiled.items():
+            print(f"\n{name} ({args.profile / name}.txt):")
+            print(summary(args.profile / f"{name}.txt", requests=count))
+    return 0 if all(check.passed for check in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    settings = servers.Settings(database_url=args.database_url, redis_url=args.redis_url)
+    logs = Path(tempfile.mkdtemp(prefix="anvil-bench-"))
+    try:
+        measured, ledger, extra = run(args, settings, logs)
+    except Exception:
+        servers.say(f"failed; Anvil's log is in {logs}")
+        raise
+    status = report(args, measured, ledger, extra)
+    if status == 0:
+        shutil.rmtree(logs)
+    else:
+        print(f"\nAnvil's log (uvicorn's access log and warnings): {logs / 'anvil.log'}")
+    return status
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,190 @@
+"""The processes and stores the benchmark runs against: its own PostgreSQL database and Redis
+db, the development backend and Anvil under uvicorn, each a separate process on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RATE = 250  # py-spy samples per second
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str  # the benchmark's own database; dropped and created anew
+    redis_url: str  # the benchmark's own Redis db; flushed
+
+    def environment(self) -> dict[str, str]:
+        """Production settings: PostgreSQL, Redis, DEBUG off, real secrets."""
+        return dict(
+            os.environ,
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            DEBUG="false",
+            SECRET_KEY="bench-secret-key-" + "s" * 40,
+            API_KEY_PEPPER="bench-pepper-" + "p" * 40,
+            DJANGO_SETTINGS_MODULE="portal.settings",
+            PYTHONUNBUFFERED="1",
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads included."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as file:
+        return next(int(line.split()[1]) for line in file if line.startswith("Threads:"))
+
+
+def say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def pg_transactions(database_url: str) -> int:
+    """Transactions committed or rolled back in the benchmark's database so far (PostgreSQL's
+    statistics: a backend reports its own at the latest when it disconnects)."""
+    base, name = database_url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", [name]
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def redis_connections(client: redis.Redis) -> int:
+    """Connections the Redis server has accepted since it started (all its users)."""
+    return int(client.info("stats")["total_connections_received"])
+
+
+def database_reset(database_url: str) -> None:
+    base, name = database_url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def redis_reset(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()  # only the benchmark's own db number
+    finally:
+        client.close()
+
+
+def manage(settings: Settings, *args: str) -> str:
+    """Run ``python <args>`` in the project with the benchmark's environment; its stdout."""
+    result = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=settings.environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def world_call(settings: Settings, *args: str) -> dict:
+    return json.loads(manage(settings, "-m", "bench.world", *args).strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Anvil:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+
+def anvil_start(settings: Settings, *, loop: str, http: str, log: Path, access_log: bool) -> Anvil:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "portal.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--loop", loop, "--http", http,
+    ]  # fmt: skip
+    if not access_log:
+        command.append("--no-access-log")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and the project's app
+        command,
+        cwd=ROOT,
+        env=settings.environment(),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl+C in the terminal reaches us; we stop it in order
+    )
+    anvil = Anvil(process=process, port=port, log=log)
+    deadline = time.monotonic() + 30
+    _wait_for(f"http://127.0.0.1:{port}/api/health", process, log=log, deadline=deadline)
+    return anvil
+
+
+def profiler_start(pid: int, output: Path) -> subprocess.Popen:
+    """py-spy attached to ``pid``, sampling the thread holding the GIL (its CPU time in
+    Python), raw stacks into ``output``; stop it with :func:`process_stop` to write them."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        raise RuntimeError(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
+    command = [
+        str(py_spy), "record", "--pid", str(pid), "--gil", "--rate", str(RATE),
+        "--format", "raw", "--output", str(output),
+    ]  # fmt: skip
+    process = subprocess.Popen(  # noqa: S603 - py-spy from our own virtualenv
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    time.sleep(0.5)  # let it attach
+    if process.poll() is not None:
+        raise RuntimeError(f"py-spy failed: {process.stderr.read().decode()}")
+    return process
+
+
+def _wait_for(url: str, process: subprocess.Popen, *, log: Path, deadline: float) -> None:
+    with httpx.Client(trust_env=False, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"Anvil exited ({process.returncode}):\n{log.read_text()}")
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+    raise RuntimeError(f"Anvil did not answer {url}:\n{log.read_text()}")
+
+
+def process_stop(process: subprocess.Popen, *, timeout: float = 10) -> None:
+    """SIGINT (uvicorn shuts down; py-spy writes its profile), then SIGKILL if need be."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
