@@ -55,8 +55,9 @@ def _since(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def _usage_tables(*, selector_series, selector_by_model, scope: dict, period: str, begun):
-    first, last = _days_of(period)
     since, until = _since(*begun)
+    first, last = _days_of(period)
+    first = min(max(first, since), last)  # no days before the grant or key existed
     daily = selector_series(**scope, granularity="day", start=first, end=last)
     monthly = selector_series(**scope, granularity="month", start=since, end=until)
     return [
