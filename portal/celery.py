@@ -36,6 +36,9 @@ app.conf.beat_schedule = {
     "sweep-expired-holds": every(60, "apps.usage.tasks.sweep_expired_holds"),
     # Every minute: add new ledger rows to the hourly usage buckets the reports read.
     "roll-up-ledger": every(60, "apps.usage.tasks.roll_up_ledger"),
+    # Every 30 seconds: ask each backend for its model list (no tokens spent); models of a
+    # backend that does not answer are unavailable until it does.
+    "probe-backends": every(30, "apps.catalog.tasks.probe_backends"),
     # Nightly at 03:30: check every credit counter against the ledger; log and repair mismatches.
     "reconcile-counters": at(crontab(hour=3, minute=30), "apps.usage.tasks.reconcile_counters"),
 }

@@ -104,7 +104,11 @@ class CatalogModel(models.Model):
     max_concurrency = models.PositiveIntegerField(default=4, validators=[MinValueValidator(1)])
     queue_size = models.PositiveIntegerField(default=16)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    # The operator's switch. Health is separate: the probes never touch ``active``.
     active = models.BooleanField(default=True)
+    # Set by the backend health probes (apps.catalog.probes): whether the backend answered the
+    # last probe. A model is served only when it is both active and healthy.
+    healthy = models.BooleanField(default=True, editable=False)
     # Set by the backend health probes; None until the first probe ran.
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -120,6 +124,11 @@ class CatalogModel(models.Model):
                 name="catalog_catalogmodel_positive_limits",
             ),
         ]
+
+    @property
+    def available(self) -> bool:
+        """Shown as Active and served: switched on by operators and passing health checks."""
+        return self.active and self.healthy
 
     @property
     def is_non_commercial(self) -> bool:

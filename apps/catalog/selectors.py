@@ -12,7 +12,7 @@ class ModelRow:
 
     @property
     def status_tag(self) -> str:
-        return "Active" if self.model.active else "Inactive"
+        return "Active" if self.model.available else "Inactive"
 
     @property
     def access_tag(self) -> str:

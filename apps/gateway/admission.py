@@ -1,8 +1,9 @@
 """Everything decided before a request is forwarded, in the order clients are told about:
-key (401), model known (404), model active (503), grant allowed (403), non-commercial vs
-commercial affiliation (403), model kind fits the endpoint (400), context window (400),
-credit hold (429). It runs as one synchronous step (one thread hop from the async view):
-key lookup from the shared cache, checks against the in-memory catalog, then the hold.
+key (401), model known (404), model active (503) and healthy (503), grant allowed (403),
+non-commercial vs commercial affiliation (403), model kind fits the endpoint (400), context
+window (400), credit hold (429). It runs as one synchronous step (one thread hop from the
+async view): key lookup from the shared cache, checks against the in-memory catalog, then the
+hold.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: s
             code="model_inactive",
             param="model",
             headers={"Retry-After": "60"},
+        )
+    if not model.healthy:
+        raise GatewayError(
+            503,
+            f"The model '{name}' is temporarily unavailable: its backend did not answer the "
+            "last health check.",
+            code="model_unavailable",
+            param="model",
+            headers={"Retry-After": "30"},
         )
     if model.id not in catalog.allowed_for(key.grant_id):
         raise GatewayError(

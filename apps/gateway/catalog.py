@@ -31,10 +31,15 @@ class ServedModel:
     max_concurrency: int
     queue_size: int
     tags: tuple[str, ...]
-    active: bool
+    active: bool  # the operator's switch
+    healthy: bool  # the backend answered its last health probe (apps.catalog.probes)
     base_url: str
     backend_secret: str
     last_check: datetime | None
+
+    @property
+    def available(self) -> bool:
+        return self.active and self.healthy
 
     @property
     def non_commercial(self) -> bool:
@@ -67,6 +72,7 @@ def _served(model: CatalogModel) -> ServedModel:
         queue_size=model.queue_size,
         tags=tuple(model.tags),
         active=model.active,
+        healthy=model.healthy,
         base_url=model.backend.base_url.rstrip("/"),
         backend_secret=model.backend.secret(),
         last_check=model.last_checked_at,

@@ -160,7 +160,7 @@ async def model_list(request):
     data = [
         {"id": m.name, "object": "model", "created": 0, "owned_by": "anvil"}
         for m in catalog.models.values()
-        if m.id in allowed and m.active
+        if m.id in allowed and m.available
     ]
     return JsonResponse({"object": "list", "data": sorted(data, key=lambda m: m["id"])})
 
@@ -178,14 +178,14 @@ async def model_list_plgrid(request):
         data.append(
             {
                 "name": m.name,
-                "status": "Active" if m.active else "Inactive",
+                "status": "Active" if m.available else "Inactive",
                 "kind": m.kind,
                 "prompt_price": str(m.prompt_price.normalize()),
                 "completion_price": str(m.completion_price.normalize()),
                 "price_unit": "credits per 1M tokens",
                 "context_window": m.context_window,
                 "tags": [
-                    "Active" if m.active else "Inactive",
+                    "Active" if m.available else "Inactive",
                     "Accessible" if accessible else "Inaccessible",
                     *m.tags,
                 ],
@@ -215,7 +215,7 @@ async def health(request):
         data.append(
             {
                 "model": m.name,
-                "status": "up" if m.active else "down",
+                "status": "up" if m.available else "down",
                 "last_check": m.last_check.isoformat() if m.last_check else None,
                 "in_flight": stats["in_flight"],
                 "queued": stats["queued"],
