@@ -92,6 +92,10 @@ class MemberLimitAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields + (("grant", "user") if obj else ())
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting would lift a limit without a trace in its history: save it empty instead.
+        return False
+
     def save_model(self, request, obj, form, change) -> None:
         # Through the grant admins' service, so the change is in the history and audit log.
         member_limit_change(

@@ -10,6 +10,8 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditAction, AuditEntry
 from apps.grants.models import Grant
+from apps.limits.services import member_limit_change
+from apps.usage.models import MemberLimit
 
 pytestmark = pytest.mark.django_db
 
@@ -148,3 +150,18 @@ def test_it_records_member_limits_set_by_the_grant_admin(client, world):
     assert entries[1].before == {"alice": None, "bob": "7"}
     assert entries[1].after == {"monthly_limit": None}
     assert Decimal(entries[0].after["monthly_limit"]) == 7
+
+
+def test_it_lifts_a_member_limit_in_the_admin_only_by_saving_it_empty(client, world, operator):
+    member_limit_change(
+        grant=world.grant, user=world.bob, monthly_limit=Decimal("3"), changed_by=world.alice
+    )
+    limit = MemberLimit.objects.get()
+    client.force_login(operator)
+    assert client.get(reverse("admin:usage_memberlimit_delete", args=[limit.pk])).status_code == 403
+    client.post(reverse("admin:usage_memberlimit_change", args=[limit.pk]), {"monthly_limit": ""})
+    assert MemberLimit.objects.get().monthly_limit is None
+    last = AuditEntry.objects.order_by("-pk").first()
+    assert (last.actor, last.before, last.after) == (
+        operator, {"monthly_limit": "3"}, {"monthly_limit": None},
+    )  # fmt: skip
