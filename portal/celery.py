@@ -39,6 +39,9 @@ app.conf.beat_schedule = {
     # Every 30 seconds: ask each backend for its model list (no tokens spent); models of a
     # backend that does not answer are unavailable until it does.
     "probe-backends": every(30, "apps.catalog.tasks.probe_backends"),
+    # Hourly at :20: close last month into immutable statements per grant, member and key.
+    # Idempotent; a grant with requests of that month still in flight waits for the next hour.
+    "close-previous-month": at(crontab(minute=20), "apps.statements.tasks.close_previous_month"),
     # Nightly at 03:30: check every credit counter against the ledger; log and repair mismatches.
     "reconcile-counters": at(crontab(hour=3, minute=30), "apps.usage.tasks.reconcile_counters"),
 }

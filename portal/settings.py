@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.limits",
     "apps.consumption",
+    "apps.statements",
 ]
 
 MIDDLEWARE = [

@@ -17,6 +17,7 @@ urlpatterns = [
     path("grants/", include("apps.limits.urls")),
     path("usage/", include("apps.consumption.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("statements/", include("apps.statements.urls")),
     path("keys/", include("apps.keys.urls")),
     path("management-keys/", include(management_urls)),
     path("api/", include("apps.gateway.urls")),

@@ -13,6 +13,7 @@ from django.http import Http404
 
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey, ManagementKey
+from apps.statements.models import Statement, StatementKind
 from apps.teams.models import Membership
 
 
@@ -95,3 +96,24 @@ def grant_member(*, grant: Grant, user_public_id) -> Membership:
     if membership is None:
         raise Http404("No such member.")
     return membership
+
+
+def statement_for_viewer(*, user, public_id) -> Statement:
+    """A monthly statement: the grant's managers read all of the grant's; a member reads their
+    own member and key statements, gets 403 for the grant's own statement and 404 for another
+    member's (as for another member's key). Outsiders get 404."""
+    statement = (
+        Statement.objects.select_related("grant__team", "user", "api_key")
+        .filter(public_id=public_id)
+        .first()
+    )
+    membership = membership_for(user=user, team=statement.grant.team) if statement else None
+    if membership is None:
+        raise Http404("No such statement.")
+    if membership.can_manage_members:
+        return statement
+    if statement.kind == StatementKind.GRANT:
+        raise PermissionDenied("Only the team's managers can read the grant's statement.")
+    if statement.user_id != user.pk:
+        raise Http404("No such statement.")
+    return statement
