@@ -42,6 +42,12 @@ app.conf.beat_schedule = {
     # Hourly at :20: close last month into immutable statements per grant, member and key.
     # Idempotent; a grant with requests of that month still in flight waits for the next hour.
     "close-previous-month": at(crontab(minute=20), "apps.statements.tasks.close_previous_month"),
+    # Hourly at :05: e-mail owners of API keys that expire within 7 days (once per key).
+    "remind-expiring-keys": at(crontab(minute=5), "apps.notifications.tasks.remind_expiring_keys"),
+    # Every 10 minutes: e-mail members at 80 % / 100 % of their monthly limit (once per month)
+    # and grant managers at 80 % / 100 % of the grant's pool (once per allocation).
+    "notify-member-limits": every(600, "apps.notifications.tasks.notify_member_limits"),
+    "notify-grant-pools": every(600, "apps.notifications.tasks.notify_grant_pools"),
     # Nightly at 03:30: check every credit counter against the ledger; log and repair mismatches.
     "reconcile-counters": at(crontab(hour=3, minute=30), "apps.usage.tasks.reconcile_counters"),
 }

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.limits",
     "apps.consumption",
     "apps.statements",
+    "apps.notifications",
 ]
 
 MIDDLEWARE = [
