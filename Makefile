@@ -60,7 +60,8 @@ run: $(VENV)/.installed
 	$(PY) manage.py load_catalog demo/catalog.yaml && \
 	$(PY) manage.py seed_demo && \
 	{ $(PY) -m devbackend --host 127.0.0.1 --port $(BACKEND_PORT) & backend=$$!; \
-	  trap 'kill $$backend 2>/dev/null' EXIT INT TERM; \
+	  $(PY) -m celery -A portal beat --loglevel warning --schedule $(VENV)/celerybeat-schedule & beat=$$!; \
+	  trap 'kill $$backend $$beat 2>/dev/null' EXIT INT TERM; \
 	  echo ""; \
 	  echo "  Anvil is starting: open http://127.0.0.1:$(PORT)/ and sign in as demo-user / demo-user-password"; \
 	  echo "  (or demo-admin / demo-admin-password, the demo team's manager). Stop with Ctrl+C."; \
