@@ -49,6 +49,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="Anvil's event loop")
     add("--http", default="httptools", choices=["httptools", "h11"], help="Anvil's HTTP parser")
     add("--no-access-log", action="store_true", help="uvicorn without its access log")
+    add("--settings", default="portal.settings", help="Anvil's Django settings module")
     add("--profile", type=Path, help="py-spy Anvil after the warm-up; raw stacks to this dir")
     return parser.parse_args(argv)
 
@@ -109,9 +110,9 @@ def report(args, measured: Measured, ledger: dict, extra: dict) -> int:
     access = "off" if args.no_access_log else "on"
     print(
         f"\nAnvil: uvicorn --workers 1 --loop {args.loop} --http {args.http}, access log "
-        f"{access}; PostgreSQL + Redis, DEBUG off. Non-streaming chat (max_tokens 16), "
-        f"{args.requests} requests (at most {args.seconds:g} s) per side and scenario after a "
-        "warm-up; latency in ms.\n"
+        f"{access}, settings {args.settings}; PostgreSQL + Redis, DEBUG off.\nNon-streaming chat "
+        f"(max_tokens 16), {args.requests} requests (at most {args.seconds:g} s) per side and "
+        "scenario after a warm-up; latency in ms.\n"
     )
     print(table(measured.scenarios))
     print()
@@ -142,7 +143,7 @@ def report(args, measured: Measured, ledger: dict, extra: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    settings = servers.Settings(database_url=args.database_url, redis_url=args.redis_url)
+    settings = servers.Settings(args.database_url, args.redis_url, django_settings=args.settings)
     logs = Path(tempfile.mkdtemp(prefix="anvil-bench-"))
     try:
         measured, ledger, extra = run(args, settings, logs)
@@ -150,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         servers.say(f"failed; Anvil's log is in {logs}")
         raise
     status = report(args, measured, ledger, extra)
-    if status == 0:
-        shutil.rmtree(logs)
-    else:
+    if measured.anvil_failed or ledger["mismatches"] or ledger["open_holds"]:
         print(f"\nAnvil's log (uvicorn's access log and warnings): {logs / 'anvil.log'}")
+    else:
+        shutil.rmtree(logs)
     return status
 
 

@@ -27,6 +27,7 @@ RATE = 250  # py-spy samples per second
 class Settings:
     database_url: str  # the benchmark's own database; dropped and created anew
     redis_url: str  # the benchmark's own Redis db; flushed
+    django_settings: str = "portal.settings"
 
     def environment(self) -> dict[str, str]:
         """Production settings: PostgreSQL, Redis, DEBUG off, real secrets."""
@@ -37,7 +38,7 @@ class Settings:
             DEBUG="false",
             SECRET_KEY="bench-secret-key-" + "s" * 40,
             API_KEY_PEPPER="bench-pepper-" + "p" * 40,
-            DJANGO_SETTINGS_MODULE="portal.settings",
+            DJANGO_SETTINGS_MODULE=self.django_settings,
             PYTHONUNBUFFERED="1",
         )
 
