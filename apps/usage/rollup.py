@@ -3,11 +3,14 @@
 ``ledger_rollup`` claims ledger rows that are not rolled up yet and adds them to their
 ``UsageBucket`` (per UTC hour, key, model, member and period), in one transaction per batch:
 
-1. Claim: ``UPDATE usage_ledgerentry SET rolled_up = TRUE WHERE id IN (SELECT … WHERE NOT
-   rolled_up LIMIT n FOR UPDATE SKIP LOCKED) AND NOT rolled_up RETURNING …``. A row is claimed by
+1. Claim: ``UPDATE usage_ledgerentry SET rolled_up = TRUE WHERE id = ANY(ARRAY(SELECT id …
+   WHERE NOT rolled_up LIMIT n FOR UPDATE SKIP LOCKED)) RETURNING …``. A row is claimed by
    exactly one transaction: a concurrent run skips rows another one has locked, and a row whose
-   claim committed meanwhile fails the re-checked ``NOT rolled_up``. The rows come back in the
-   same statement, so what is counted is exactly what was claimed.
+   claim committed meanwhile fails ``NOT rolled_up``, which the row lock re-checks on its newest
+   version. The rows come back in the same statement, so what is counted is exactly what was
+   claimed. ``ARRAY(…)`` runs the inner SELECT once, and the UPDATE then finds the rows by
+   primary key: the plan does not depend on statistics, which are always stale for a tail that
+   a minute ago did not exist (a join there can turn quadratic).
 2. Add: the claimed rows are summed per bucket and added with ``INSERT … ON CONFLICT DO UPDATE
    SET x = bucket.x + excluded.x``, buckets in key order so two runs never deadlock.
 
@@ -16,8 +19,8 @@ buckets untouched. Running it twice is running it once; a duplicated beat finds 
 Rows settled after a run (even ones stamped with an hour already rolled) are simply claimed by
 the next one; reports add that not-yet-rolled tail, so they are always current.
 
-The statements are plain SQL that PostgreSQL and SQLite share (SQLite has no ``SKIP LOCKED``
-and needs none: it runs one write transaction at a time).
+The statements are plain SQL. SQLite claims with ``id IN (…) AND NOT rolled_up``: it has no
+arrays and no ``SKIP LOCKED`` and needs none, running one write transaction at a time.
 """
 
 # Statements are assembled from the constants below, never from input.
@@ -39,10 +42,14 @@ CLAIMED = (
     "created", "api_key_id", "user_id", "grant_id", "model_id", "period",
     "prompt_tokens", "completion_tokens", "credits", "estimated",
 )  # fmt: skip
+UNROLLED = "SELECT id FROM usage_ledgerentry WHERE NOT rolled_up LIMIT %(limit)s"
 CLAIM = f"""
 UPDATE usage_ledgerentry SET rolled_up = TRUE
-WHERE id IN (SELECT id FROM usage_ledgerentry WHERE NOT rolled_up LIMIT %(limit)s {{lock}})
-  AND NOT rolled_up
+WHERE id = ANY(ARRAY({UNROLLED} FOR UPDATE SKIP LOCKED))
+RETURNING {", ".join(CLAIMED)}"""
+CLAIM_SQLITE = f"""
+UPDATE usage_ledgerentry SET rolled_up = TRUE
+WHERE id IN ({UNROLLED}) AND NOT rolled_up
 RETURNING {", ".join(CLAIMED)}"""
 
 BUCKET_KEY = ("api_key_id", "hour", "model_id", "user_id", "period")
@@ -53,9 +60,16 @@ _ADD = ", ".join(
     else f"{name} = usage_usagebucket.{name} + excluded.{name}"
     for name in SUMS
 )
-ADD = f"""
+BUCKET_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS NUMERIC), %s)"
+# Buckets per INSERT: one statement adds many (11 parameters each, under SQLite's 32766).
+ADD_CHUNK = 500
+
+
+def add_statement(count: int) -> str:
+    """Add ``count`` buckets' sums to what they hold, creating the missing ones."""
+    return f"""
 INSERT INTO usage_usagebucket ({", ".join(BUCKET_KEY)}, grant_id, {", ".join(SUMS)})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS NUMERIC), %s)
+VALUES {", ".join([BUCKET_VALUES] * count)}
 ON CONFLICT ({", ".join(BUCKET_KEY)}) DO UPDATE SET {_ADD}"""
 
 
@@ -79,9 +93,9 @@ def hour_start(moment: dt.datetime | str) -> dt.datetime:
 
 
 def _claim(limit: int) -> list[dict]:
-    lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    statement = CLAIM if connection.vendor == "postgresql" else CLAIM_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM.format(lock=lock), {"limit": limit})
+        cursor.execute(statement, {"limit": limit})
         return [dict(zip(CLAIMED, row, strict=True)) for row in cursor.fetchall()]
 
 
@@ -108,7 +122,9 @@ def _add(buckets: dict[tuple, _Sums]) -> None:
         for (key_id, hour, model_id, user_id, period), s in sorted(buckets.items())
     ]  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.executemany(ADD, params)
+        for start in range(0, len(params), ADD_CHUNK):
+            chunk = params[start : start + ADD_CHUNK]
+            cursor.execute(add_statement(len(chunk)), [value for row in chunk for value in row])
 
 
 def _rollup_batch(limit: int) -> int:

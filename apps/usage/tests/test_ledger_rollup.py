@@ -180,3 +180,15 @@ def test_a_run_skips_rows_another_run_has_claimed_and_not_committed(world, monke
 
     assert fast == 30 and slow == [20]
     assert bucket_totals() == ledger_totals()
+
+
+def test_it_adds_many_buckets_in_several_statements(world, key, monkeypatch):
+    monkeypatch.setattr(rollup, "ADD_CHUNK", 2)
+    for hour in range(5):
+        ledger_row(key, model=world.chat_model, created=warsaw(2026, 11, 3, hour, 1))
+    ledger_row(key, model=world.chat_model, created=warsaw(2026, 11, 3, 4, 2))
+
+    assert ledger_rollup() == 6
+
+    assert UsageBucket.objects.count() == 5
+    assert bucket_totals() == ledger_totals()
