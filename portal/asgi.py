@@ -1,8 +1,10 @@
 """The ASGI entry point (uvicorn serves it).
 
-Static files are answered by Django's ASGI static handler in front of the application, so no
-synchronous middleware sits on the gateway's path. Behind a reverse proxy in production,
-the proxy can serve STATIC_ROOT (``manage.py collectstatic``) itself.
+The gateway's URLs (apps/gateway/handler.py: the OpenAI-compatible endpoints and the health
+check) go to a lean handler without middleware or per-request signals; everything else to
+Django's normal handler. Static files are answered by Django's ASGI static handler in front
+of the latter. Behind a reverse proxy in production, the proxy can serve STATIC_ROOT
+(``manage.py collectstatic``) itself.
 """
 
 from __future__ import annotations
@@ -14,4 +16,15 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-application = ASGIStaticFilesHandler(get_asgi_application())
+django_application = ASGIStaticFilesHandler(get_asgi_application())
+
+from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402 (after setup)
+
+gateway_application = GatewayHandler()
+
+
+async def application(scope, receive, send):
+    if is_gateway_path(scope):
+        await gateway_application(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)
