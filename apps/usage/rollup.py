@@ -11,16 +11,18 @@
    claimed. ``ARRAY(…)`` runs the inner SELECT once, and the UPDATE then finds the rows by
    primary key: the plan does not depend on statistics, which are always stale for a tail that
    a minute ago did not exist (a join there can turn quadratic).
-2. Add: the claimed rows are summed per bucket and added with ``INSERT … ON CONFLICT DO UPDATE
-   SET x = bucket.x + excluded.x``, buckets in key order so two runs never deadlock.
+2. Add: the claimed rows are summed per bucket and added with ``INSERT … SELECT * FROM
+   unnest(…) ON CONFLICT DO UPDATE SET x = bucket.x + excluded.x`` (one statement, one array per
+   column), buckets in key order so two runs never deadlock.
 
 Claim and addition commit together or not at all: a crash leaves the rows unclaimed and the
 buckets untouched. Running it twice is running it once; a duplicated beat finds nothing left.
 Rows settled after a run (even ones stamped with an hour already rolled) are simply claimed by
 the next one; reports add that not-yet-rolled tail, so they are always current.
 
-The statements are plain SQL. SQLite claims with ``id IN (…) AND NOT rolled_up``: it has no
-arrays and no ``SKIP LOCKED`` and needs none, running one write transaction at a time.
+The statements are plain SQL. SQLite has no arrays and no ``SKIP LOCKED``, and needs no
+``SKIP LOCKED`` (it runs one write transaction at a time): it claims with ``id IN (…) AND NOT
+rolled_up`` and adds with rows of ``VALUES``.
 """
 
 # Statements are assembled from the constants below, never from input.
@@ -60,17 +62,23 @@ _ADD = ", ".join(
     else f"{name} = usage_usagebucket.{name} + excluded.{name}"
     for name in SUMS
 )
-BUCKET_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS NUMERIC), %s)"
-# Buckets per INSERT: one statement adds many (11 parameters each, under SQLite's 32766).
+_COLUMNS = f"{', '.join(BUCKET_KEY)}, grant_id, {', '.join(SUMS)}"
+_UPSERT = f"ON CONFLICT ({', '.join(BUCKET_KEY)}) DO UPDATE SET {_ADD}"
+# PostgreSQL: every bucket in one statement, each column one array parameter.
+_TYPES = ("bigint", "timestamptz", "bigint", "bigint", "varchar", "bigint", "integer", "bigint",
+          "bigint", "numeric", "integer")  # fmt: skip
+ADD = f"""
+INSERT INTO usage_usagebucket ({_COLUMNS})
+SELECT * FROM unnest({", ".join(f"%s::{kind}[]" for kind in _TYPES)})
+{_UPSERT}"""
+# SQLite: rows of values, ADD_CHUNK buckets per statement (11 parameters each, under 32766).
 ADD_CHUNK = 500
+_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS NUMERIC), %s)"
 
 
-def add_statement(count: int) -> str:
-    """Add ``count`` buckets' sums to what they hold, creating the missing ones."""
-    return f"""
-INSERT INTO usage_usagebucket ({", ".join(BUCKET_KEY)}, grant_id, {", ".join(SUMS)})
-VALUES {", ".join([BUCKET_VALUES] * count)}
-ON CONFLICT ({", ".join(BUCKET_KEY)}) DO UPDATE SET {_ADD}"""
+def add_values_statement(count: int) -> str:
+    values = ", ".join([_VALUES] * count)
+    return f"INSERT INTO usage_usagebucket ({_COLUMNS}) VALUES {values} {_UPSERT}"
 
 
 @dataclass
@@ -115,16 +123,22 @@ def _sum(rows: list[dict]) -> dict[tuple, _Sums]:
 
 
 def _add(buckets: dict[tuple, _Sums]) -> None:
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [
-        (key_id, adapt(hour), model_id, user_id, period, s.grant_id, s.requests,
-         s.prompt_tokens, s.completion_tokens, str(s.credits), s.estimated_requests)
+    """Add the sums to their buckets, creating missing ones; in key order, so concurrent runs
+    lock buckets in the same order."""
+    rows = [
+        (key_id, hour, model_id, user_id, period, s.grant_id, s.requests, s.prompt_tokens,
+         s.completion_tokens, s.credits, s.estimated_requests)
         for (key_id, hour, model_id, user_id, period), s in sorted(buckets.items())
     ]  # fmt: skip
     with connection.cursor() as cursor:
-        for start in range(0, len(params), ADD_CHUNK):
-            chunk = params[start : start + ADD_CHUNK]
-            cursor.execute(add_statement(len(chunk)), [value for row in chunk for value in row])
+        if connection.vendor == "postgresql":
+            cursor.execute(ADD, [list(column) for column in zip(*rows, strict=True)])
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        for start in range(0, len(rows), ADD_CHUNK):
+            chunk = rows[start : start + ADD_CHUNK]
+            values = [[*row[:1], adapt(row[1]), *row[2:9], str(row[9]), row[10]] for row in chunk]
+            cursor.execute(add_values_statement(len(chunk)), [v for row in values for v in row])
 
 
 def _rollup_batch(limit: int) -> int:

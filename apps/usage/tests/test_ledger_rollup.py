@@ -182,13 +182,18 @@ def test_a_run_skips_rows_another_run_has_claimed_and_not_committed(world, monke
     assert bucket_totals() == ledger_totals()
 
 
-def test_it_adds_many_buckets_in_several_statements(world, key, monkeypatch):
-    monkeypatch.setattr(rollup, "ADD_CHUNK", 2)
+def test_it_adds_to_existing_and_new_buckets_in_one_run(world, key, monkeypatch):
+    monkeypatch.setattr(rollup, "ADD_CHUNK", 2)  # SQLite's statements of rows of values
     for hour in range(5):
         ledger_row(key, model=world.chat_model, created=warsaw(2026, 11, 3, hour, 1))
-    ledger_row(key, model=world.chat_model, created=warsaw(2026, 11, 3, 4, 2))
+    ledger_rollup()
+    for hour in range(3, 8):
+        ledger_row(key, model=world.chat_model, created=warsaw(2026, 11, 3, hour, 2))
 
-    assert ledger_rollup() == 6
+    assert ledger_rollup() == 5
 
-    assert UsageBucket.objects.count() == 5
+    assert UsageBucket.objects.count() == 8
+    assert list(UsageBucket.objects.order_by("hour").values_list("requests", flat=True)) == [
+        1, 1, 1, 2, 2, 1, 1, 1,
+    ]  # fmt: skip
     assert bucket_totals() == ledger_totals()
