@@ -1,18 +1,30 @@
-"""The hot-path cache of authenticated keys (Django's cache: Redis when configured, so every
-process shares it; in-process memory otherwise).
+"""The hot-path cache of authenticated keys (Redis when configured, so every process shares
+it; Django's in-process memory cache otherwise).
 
 Only active keys are cached, under their lookup prefix. When a key changes (revoke, archive,
 new limits) its entry is replaced by a tombstone after the transaction commits. Positive
 entries are written with ``add`` (only where nothing is), so a request that read the key just
 before the change can not put the stale row back over the tombstone.
+
+With Redis this module talks to it through one process-wide connection pool (and one async
+client per event loop) rather than through ``django.core.cache.cache``: Django's caches are
+context-local, so under ASGI every request built a new cache object and opened a new Redis
+connection. Entries keep Django's key format and serialisation (``KEY_PREFIX:1:key``,
+pickled), so Django's cache API reads and clears them as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import weakref
 
+import redis
+import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisSerializer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -20,6 +32,13 @@ logger = logging.getLogger(__name__)
 TOMBSTONE = "changed"
 API_KIND = "api"
 MANAGEMENT_KIND = "management"
+
+_serializer = RedisSerializer()
+_lock = threading.Lock()
+_sync_clients: dict[str, redis.Redis] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def cache_key(*, kind: str, lookup_prefix: str) -> str:
@@ -30,10 +49,94 @@ def _timeout() -> int:
     return settings.API_KEY_CACHE_SECONDS
 
 
+def _redis_location() -> str | None:
+    config = settings.CACHES["default"]
+    if config["BACKEND"] != "django.core.cache.backends.redis.RedisCache":
+        return None
+    location = config["LOCATION"]
+    return location[0] if isinstance(location, list | tuple) else location
+
+
+def _stored_name(key: str) -> str:
+    """Django's default key function: ``<KEY_PREFIX>:<VERSION>:<key>``."""
+    config = settings.CACHES["default"]
+    return f"{config.get('KEY_PREFIX', '')}:{config.get('VERSION', 1)}:{key}"
+
+
+def _client_options() -> dict:
+    # driver_info None: no CLIENT SETINFO (nor a package-metadata read) per new connection.
+    return {"driver_info": None, "socket_connect_timeout": 2, "socket_timeout": 2}
+
+
+def _sync_client(location: str) -> redis.Redis:
+    client = _sync_clients.get(location)
+    if client is None:
+        with _lock:
+            client = _sync_clients.get(location)
+            if client is None:
+                client = redis.Redis.from_url(location, **_client_options())
+                _sync_clients[location] = client
+    return client
+
+
+def _async_client(location: str) -> redis.asyncio.Redis:
+    loop = asyncio.get_running_loop()
+    clients = _async_clients.setdefault(loop, {})
+    client = clients.get(location)
+    if client is None:
+        client = redis.asyncio.Redis.from_url(location, **_client_options())
+        clients[location] = client
+    return client
+
+
+def _entry(raw):
+    return None if raw is None else _serializer.loads(raw)
+
+
+def _get(key: str):
+    location = _redis_location()
+    if location is None:
+        return cache.get(key)
+    return _entry(_sync_client(location).get(_stored_name(key)))
+
+
+async def _aget(key: str):
+    location = _redis_location()
+    if location is None:
+        return cache.get(key)  # in-process memory: no I/O
+    return _entry(await _async_client(location).get(_stored_name(key)))
+
+
+def _add(key: str, value) -> None:
+    location = _redis_location()
+    if location is None:
+        cache.add(key, value, _timeout())
+        return
+    _sync_client(location).set(_stored_name(key), _serializer.dumps(value), ex=_timeout(), nx=True)
+
+
+async def _aadd(key: str, value) -> None:
+    location = _redis_location()
+    if location is None:
+        cache.add(key, value, _timeout())
+        return
+    await _async_client(location).set(
+        _stored_name(key), _serializer.dumps(value), ex=_timeout(), nx=True
+    )
+
+
+def _set(key: str, value) -> None:
+    location = _redis_location()
+    if location is None:
+        cache.set(key, value, _timeout())
+        return
+    _sync_client(location).set(_stored_name(key), _serializer.dumps(value), ex=_timeout())
+
+
 def cached_key(*, kind: str, lookup_prefix: str):
     """The cached key row, or None on a miss, a tombstone or a cache outage."""
     try:
-        entry = cache.get(cache_key(kind=kind, lookup_prefix=lookup_prefix))
+        entry = _get(cache_key(kind=kind, lookup_prefix=lookup_prefix))
     except Exception:
         logger.warning("key cache unavailable; reading the database", exc_info=True)
         return None
@@ -42,7 +145,7 @@ def cached_key(*, kind: str, lookup_prefix: str):
 
 async def acached_key(*, kind: str, lookup_prefix: str):
     try:
-        entry = await cache.aget(cache_key(kind=kind, lookup_prefix=lookup_prefix))
+        entry = await _aget(cache_key(kind=kind, lookup_prefix=lookup_prefix))
     except Exception:
         logger.warning("key cache unavailable; reading the database", exc_info=True)
         return None
@@ -51,14 +154,14 @@ async def acached_key(*, kind: str, lookup_prefix: str):
 
 def remember_key(*, kind: str, key) -> None:
     try:
-        cache.add(cache_key(kind=kind, lookup_prefix=key.lookup_prefix), key, _timeout())
+        _add(cache_key(kind=kind, lookup_prefix=key.lookup_prefix), key)
     except Exception:
         logger.warning("key cache unavailable; not caching", exc_info=True)
 
 
 async def aremember_key(*, kind: str, key) -> None:
     try:
-        await cache.aadd(cache_key(kind=kind, lookup_prefix=key.lookup_prefix), key, _timeout())
+        await _aadd(cache_key(kind=kind, lookup_prefix=key.lookup_prefix), key)
     except Exception:
         logger.warning("key cache unavailable; not caching", exc_info=True)
 
@@ -68,7 +171,7 @@ def forget_key(*, kind: str, lookup_prefix: str) -> None:
     name = cache_key(kind=kind, lookup_prefix=lookup_prefix)
 
     def bury() -> None:
-        cache.set(name, TOMBSTONE, _timeout())
+        _set(name, TOMBSTONE)
 
     try:
         bury()
