@@ -70,6 +70,11 @@ def budget_status(
     row = sql.fetch_one(sql.STATUS, params)
     if row is None:
         raise NotFound("This API key does not belong to this grant.")
+    return status_from_row(period, row)
+
+
+def status_from_row(period: str, row: tuple) -> BudgetStatus:
+    """The four budgets from (limit, used, held) of each, in the order of ``Limit``."""
     values = [sql.credits(value) for value in row]  # (limit, used, held) per budget
     budgets = [
         Budget(name, used=values[3 * n + 1], held=values[3 * n + 2], limit=values[3 * n])

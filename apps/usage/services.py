@@ -43,7 +43,8 @@ SQLite
     the columns have, which keeps it exact for amounts below 10⁹ credits. SQLite runs write
     transactions one at a time (``BEGIN IMMEDIATE``).
 
-The statements themselves are in ``apps.usage.sql``.
+The statements themselves are in ``apps.usage.sql``, their sequences in ``apps.usage.steps``
+(driven here through Django's connection, and by ``apps.usage.hot`` on PostgreSQL's async pool).
 """
 
 from __future__ import annotations
@@ -56,101 +57,47 @@ from typing import Protocol
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import CatalogModel
 from apps.core.exceptions import ApplicationError
 from apps.grants.models import Grant
 from apps.teams.models import Membership
-from apps.usage import sql
-from apps.usage.credits import CREDIT_QUANTUM, affordable_completion_tokens, credits_for
-from apps.usage.exceptions import Limit, QuotaExceeded
-from apps.usage.models import (
-    Hold,
-    KeyMonthCounter,
-    LedgerEntry,
-    MemberLimit,
-    MemberMonthCounter,
-    Outcome,
-)
+from apps.usage import steps
+from apps.usage.models import Hold, LedgerEntry, MemberLimit, Outcome
 from apps.usage.periods import period_for
-from apps.usage.selectors import BudgetStatus, budget_status
 
 logger = logging.getLogger(__name__)
 
 # Long enough for the slowest streamed answer; a settle after expiry finds its hold swept.
 DEFAULT_HOLD_TTL_SECONDS = 15 * 60
-# A refused hold is retried when the budgets changed meanwhile (other requests settled).
-PLACE_ATTEMPTS = 3
+PLACE_ATTEMPTS = steps.PLACE_ATTEMPTS
 SWEEP_BATCH = 500
 
 
-class _Refused(Exception):
-    def __init__(self, limit: Limit) -> None:
-        self.limit = limit
+def _param(value):
+    if isinstance(value, dt.datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
 
 
-def _hold_month_counter(statement: str, model, owner: dict, params: dict) -> bool:
-    """Hold on a month counter row, inserting the row the first time in a month."""
-    if sql.execute(statement, params):
-        return True
-    # No row yet, or no room: make sure the row exists, then ask again.
-    model.objects.bulk_create([model(**owner)], ignore_conflicts=True)
-    return bool(sql.execute(statement, params))
-
-
-def _reserve(*, hold: Hold, need: Decimal) -> None:
-    """Add ``hold.amount`` to the four ``held`` counters in lock order, or raise _Refused."""
-    period, user = hold.period, hold.user_id
-    params = {
-        "key": hold.api_key_id, "grant": hold.grant_id, "user": user, "period": period,
-        "amount": hold.amount, "need": need,
-    }  # fmt: skip
-    if not sql.execute(sql.HOLD_KEY_TOTAL, params):
-        raise _Refused(Limit.KEY_TOTAL)
-    owner = {"api_key_id": hold.api_key_id, "period": period}
-    if not _hold_month_counter(sql.HOLD_KEY_MONTHLY, KeyMonthCounter, owner, params):
-        raise _Refused(Limit.KEY_MONTHLY)
-    owner = {"grant_id": hold.grant_id, "user_id": user, "period": period}
-    if not _hold_month_counter(sql.HOLD_MEMBER_MONTHLY, MemberMonthCounter, owner, params):
-        raise _Refused(Limit.MEMBER_MONTHLY)
-    hold.save(force_insert=True)
-    if not sql.execute(sql.HOLD_GRANT, params):
-        raise _Refused(Limit.GRANT)
-
-
-def _hold_try(*, hold: Hold) -> Hold | Limit:
-    """One attempt: the saved hold, or the first budget (in lock order) that refused it."""
-    hold.amount = credits_for(
-        prompt_tokens=hold.prompt_tokens,
-        completion_tokens=hold.max_completion_tokens,
-        prompt_price=hold.prompt_price,
-        completion_price=hold.completion_price,
-    )
-    try:
-        with transaction.atomic():
-            _reserve(hold=hold, need=max(hold.amount, CREDIT_QUANTUM))
-    except _Refused as refused:
-        hold.pk = None
-        return refused.limit
-    return hold
-
-
-def _partial_tokens(hold: Hold, status: BudgetStatus) -> int | None:
-    """The completion tokens the binding budget can still pay for, or None when not even the
-    prompt plus one completion token (or the prompt alone, for prompt-only requests) fits."""
-    if status.remaining <= 0:
-        return None
-    tokens = affordable_completion_tokens(
-        budget=status.remaining,
-        prompt_tokens=hold.prompt_tokens,
-        max_completion_tokens=hold.max_completion_tokens,
-        prompt_price=hold.prompt_price,
-        completion_price=hold.completion_price,
-    )
-    if tokens is None or (tokens == 0 and hold.max_completion_tokens > 0):
-        return None
-    return tokens
+def _run(sequence: steps.Sequence):
+    """Drive a sequence of ``apps.usage.steps`` through Django's connection."""
+    result = None
+    while True:
+        try:
+            item = sequence.send(result)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, steps.Atomic):
+            try:
+                with transaction.atomic():
+                    result = _run(item.sequence)
+            except steps.Refused as refused:
+                result = refused.limit
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(item.statement, {k: _param(v) for k, v in item.params.items()})
+            result = cursor.fetchone() if item.fetch else cursor.rowcount
 
 
 class PricedModel(Protocol):
@@ -167,6 +114,29 @@ def _catalog_model(catalog_model_id: int | None, catalog_model: PricedModel | No
     if catalog_model is not None:
         return catalog_model
     return CatalogModel.objects.only("prompt_price", "completion_price").get(pk=catalog_model_id)
+
+
+def hold_new(
+    *, api_key_id: int, grant_id: int, user_id: int, catalog_model: PricedModel,
+    prompt_tokens: int, max_completion_tokens: int, ttl_seconds: int,
+) -> Hold:  # fmt: skip
+    """The unsaved hold ``hold_place`` and ``hot.ahold_place`` place."""
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
+        raise ValueError(f"ttl_seconds must be a positive integer, not {ttl_seconds!r}")
+    now = timezone.now()
+    return Hold(
+        api_key_id=api_key_id,
+        user_id=user_id,
+        grant_id=grant_id,
+        model_id=catalog_model.id,
+        period=period_for(now),
+        prompt_tokens=prompt_tokens,
+        max_completion_tokens=max_completion_tokens,
+        prompt_price=catalog_model.prompt_price,
+        completion_price=catalog_model.completion_price,
+        created=now,
+        expires_at=now + dt.timedelta(seconds=ttl_seconds),
+    )
 
 
 def hold_place(
@@ -188,109 +158,23 @@ def hold_place(
     a request that does not fit is held for fewer completion tokens when the binding budget
     still covers the prompt and at least one of them; the returned hold's
     ``max_completion_tokens`` says how many. The common path is one transaction of four UPDATEs
-    and one INSERT.
+    and one INSERT (``steps.place``).
     """
-    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
-        raise ValueError(f"ttl_seconds must be a positive integer, not {ttl_seconds!r}")
-    model, now = _catalog_model(catalog_model_id, catalog_model), timezone.now()
-    hold = Hold(
-        api_key_id=api_key_id,
-        user_id=user_id,
-        grant_id=grant_id,
-        model_id=model.id,
-        period=period_for(now),
-        prompt_tokens=prompt_tokens,
-        max_completion_tokens=max_completion_tokens,
-        prompt_price=model.prompt_price,
-        completion_price=model.completion_price,
-        created=now,
-        expires_at=now + dt.timedelta(seconds=ttl_seconds),
-    )
-    for _attempt in range(PLACE_ATTEMPTS):
-        refused = _hold_try(hold=hold)
-        if isinstance(refused, Hold):
-            return refused
-        status = budget_status(
-            api_key_id=api_key_id, grant_id=grant_id, user_id=user_id, period=hold.period
-        )
-        if allow_partial:
-            tokens = _partial_tokens(hold, status)
-            if tokens is None:
-                raise QuotaExceeded(limit=status.limited_by, remaining=status.remaining)
-            hold.max_completion_tokens = tokens
-        elif max(hold.amount, CREDIT_QUANTUM) > status.remaining:
-            raise QuotaExceeded(limit=status.limited_by, remaining=status.remaining)
-        # Otherwise the budgets moved since the refusal (holds were settled): try again.
-    raise QuotaExceeded(limit=refused, remaining=status.budget(refused).left or Decimal(0))
+    hold = hold_new(
+        api_key_id=api_key_id, grant_id=grant_id, user_id=user_id,
+        catalog_model=_catalog_model(catalog_model_id, catalog_model),
+        prompt_tokens=prompt_tokens, max_completion_tokens=max_completion_tokens,
+        ttl_seconds=ttl_seconds,
+    )  # fmt: skip
+    return _run(steps.place(hold, allow_partial=allow_partial))
 
 
-def _hold_claim(*, hold_id: int, expired_by: dt.datetime | None = None) -> Hold | None:
-    """Delete the hold and return it, in one statement; None when someone else claimed it."""
-    if expired_by is None:
-        row = sql.fetch_one(sql.CLAIM, {"hold": hold_id})
-    else:
-        now = connection.ops.adapt_datetimefield_value(expired_by)
-        row = sql.fetch_one(sql.CLAIM_EXPIRED, {"hold": hold_id, "now": now})
-    if row is None:
-        return None
-    hold = Hold(**dict(zip(sql.HOLD_COLUMNS, row, strict=True)))
-    for field in ("amount", "prompt_price", "completion_price"):
-        setattr(hold, field, sql.credits(getattr(hold, field)))
-    if isinstance(hold.created, str):
-        hold.created = parse_datetime(hold.created)
-    if timezone.is_naive(hold.created):  # SQLite keeps UTC without a zone
-        hold.created = hold.created.replace(tzinfo=dt.UTC)
-    return hold
-
-
-def _release(statement: str, hold: Hold, charge: Decimal) -> None:
-    """Move ``hold.amount`` out of held and ``charge`` into used on one counter row. A
-    missing row is logged, not fatal: ``counters_reconcile`` mends the counters."""
-    params = {
-        "key": hold.api_key_id, "grant": hold.grant_id, "user": hold.user_id,
-        "period": hold.period, "amount": hold.amount, "charge": charge,
-    }  # fmt: skip
-    if not sql.execute(statement, params):
-        logger.error("A counter row is missing, settling hold %s: %s", hold.pk, statement)
-
-
-def _check_settlement(outcome: str, latency_ms: int, **tokens: int) -> None:
+def check_settlement(outcome: str, latency_ms: int, **tokens: int) -> None:
     if outcome not in Outcome.values:
         raise ValueError(f"Unknown outcome {outcome!r}; known: {', '.join(Outcome.values)}")
     for name, value in {"latency_ms": latency_ms, **tokens}.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
-
-
-def _hold_close(
-    *, hold: Hold, prompt_tokens: int, completion_tokens: int, outcome: str, latency_ms: int,
-    estimated: bool,
-) -> LedgerEntry:  # fmt: skip
-    cost = credits_for(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        prompt_price=hold.prompt_price,
-        completion_price=hold.completion_price,
-    )
-    charge = min(cost, hold.amount)
-    for statement in (sql.RELEASE_KEY_TOTAL, sql.RELEASE_KEY_MONTHLY, sql.RELEASE_MEMBER_MONTHLY):
-        _release(statement, hold, charge)
-    entry = LedgerEntry.objects.create(
-        api_key_id=hold.api_key_id,
-        user_id=hold.user_id,
-        grant_id=hold.grant_id,
-        model_id=hold.model_id,
-        period=hold.period,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        credits=charge,
-        outcome=outcome,
-        latency_ms=latency_ms,
-        estimated=estimated,
-        capped=cost > hold.amount,
-    )
-    _release(sql.RELEASE_GRANT, hold, charge)  # last: the row every request of a grant shares
-    return entry
 
 
 def hold_settle(
@@ -306,21 +190,30 @@ def hold_settle(
     write its ledger row, in one transaction. A failure before the first token is settled with
     0 tokens: it costs nothing but still leaves a ledger row with its outcome. Settling a hold
     that was already settled or swept does nothing and returns None."""
-    _check_settlement(
+    check_settlement(
         outcome, latency_ms, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
     )
+    usage = {
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "outcome": outcome, "latency_ms": latency_ms, "estimated": estimated,
+    }  # fmt: skip
     with transaction.atomic():
-        hold = _hold_claim(hold_id=hold_id)
-        if hold is None:
-            return None
-        return _hold_close(
-            hold=hold,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            outcome=outcome,
-            latency_ms=latency_ms,
-            estimated=estimated,
-        )
+        return _run(steps.settle(hold_id=hold_id, **usage))
+
+
+def hold_settle_reported(
+    *, hold_id: int, api_key_id: int, grant_id: int, user_id: int, **usage
+) -> steps.Settlement:
+    """``hold_settle`` that also returns the four budgets right after, from the same
+    transaction (the gateway's credit headers); the key, grant and member are whose budgets
+    to report when the hold was already settled or swept."""
+    check_settlement(
+        usage["outcome"], usage["latency_ms"],
+        prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+    )  # fmt: skip
+    report_for = {"api_key_id": api_key_id, "grant_id": grant_id, "user_id": user_id}
+    with transaction.atomic():
+        return _run(steps.settle(hold_id=hold_id, report_for=report_for, **usage))
 
 
 def holds_sweep(*, now: dt.datetime | None = None) -> int:
@@ -343,17 +236,21 @@ def holds_sweep(*, now: dt.datetime | None = None) -> int:
         after = batch[-1]
 
 
+def _expire(*, hold_id: int, now: dt.datetime) -> steps.Sequence:
+    hold = yield from steps.claim(hold_id=hold_id, expired_by=now)
+    if hold is None:
+        return 0
+    latency_ms = max(int((now - hold.created).total_seconds() * 1000), 0)
+    yield from steps.close(
+        hold, prompt_tokens=0, completion_tokens=0, outcome=Outcome.EXPIRED,
+        latency_ms=latency_ms, estimated=False,
+    )  # fmt: skip
+    return 1
+
+
 def _hold_expire(*, hold_id: int, now: dt.datetime) -> int:
     with transaction.atomic():
-        hold = _hold_claim(hold_id=hold_id, expired_by=now)
-        if hold is None:
-            return 0
-        latency_ms = max(int((now - hold.created).total_seconds() * 1000), 0)
-        _hold_close(
-            hold=hold, prompt_tokens=0, completion_tokens=0, outcome=Outcome.EXPIRED,
-            latency_ms=latency_ms, estimated=False,
-        )  # fmt: skip
-    return 1
+        return _run(_expire(hold_id=hold_id, now=now))
 
 
 def member_limit_set(

@@ -62,14 +62,49 @@ _MOVE_LIFETIME = (
     f"credits_held = ROUND(credits_held - {AMOUNT}, 6),"
     f" credits_used = ROUND(credits_used + {CHARGE}, 6)"
 )
-RELEASE_KEY_TOTAL = f"UPDATE keys_apikey SET {_MOVE_LIFETIME} WHERE id = %(key)s"
+# Each returns what the credit headers need of its row — (limit, used, held) — so the status
+# after a settlement comes from the settlement's own transaction.
+RELEASE_KEY_TOTAL = (
+    f"UPDATE keys_apikey SET {_MOVE_LIFETIME} WHERE id = %(key)s"
+    " RETURNING total_limit, credits_used, credits_held, monthly_limit"
+)
 RELEASE_KEY_MONTHLY = (
     f"UPDATE usage_keymonthcounter SET {_MOVE} WHERE api_key_id = %(key)s AND period = %(period)s"
+    " RETURNING used, held"
 )
 RELEASE_MEMBER_MONTHLY = f"""
 UPDATE usage_membermonthcounter SET {_MOVE}
-WHERE grant_id = %(grant)s AND user_id = %(user)s AND period = %(period)s"""
-RELEASE_GRANT = f"UPDATE grants_grant SET {_MOVE_LIFETIME} WHERE id = %(grant)s"
+WHERE grant_id = %(grant)s AND user_id = %(user)s AND period = %(period)s
+RETURNING {MEMBER_MONTHLY_LIMIT}, used, held"""
+RELEASE_GRANT = (
+    f"UPDATE grants_grant SET {_MOVE_LIFETIME} WHERE id = %(grant)s"
+    " RETURNING credits_allocated, credits_used, credits_held"
+)
+
+# Rows the ORM would write, written out for the async path (which has no Django connection).
+KEY_MONTH_COUNTER_INSERT = """
+INSERT INTO usage_keymonthcounter (api_key_id, period, used, held)
+VALUES (%(key)s, %(period)s, 0, 0) ON CONFLICT DO NOTHING"""
+MEMBER_MONTH_COUNTER_INSERT = """
+INSERT INTO usage_membermonthcounter (grant_id, user_id, period, used, held)
+VALUES (%(grant)s, %(user)s, %(period)s, 0, 0) ON CONFLICT DO NOTHING"""
+HOLD_INSERT_COLUMNS = (
+    "api_key_id", "user_id", "grant_id", "model_id", "period", "amount", "prompt_tokens",
+    "max_completion_tokens", "prompt_price", "completion_price", "created", "expires_at",
+)  # fmt: skip
+LEDGER_INSERT_COLUMNS = (
+    "created", "api_key_id", "user_id", "grant_id", "model_id", "period", "prompt_tokens",
+    "completion_tokens", "credits", "outcome", "latency_ms", "estimated", "capped",
+)  # fmt: skip
+
+
+def insert(table: str, columns: tuple[str, ...]) -> str:
+    values = ", ".join(f"%({column})s" for column in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) RETURNING id"
+
+
+HOLD_INSERT = insert("usage_hold", HOLD_INSERT_COLUMNS)
+LEDGER_INSERT = insert("usage_ledgerentry", LEDGER_INSERT_COLUMNS)
 
 # Claiming a hold: delete it and read it back in one statement; no row when already claimed.
 HOLD_COLUMNS = (
