@@ -79,6 +79,12 @@ bench: $(VENV)/.installed
 	bash .ci/services
 	$(PY) -m bench.gateway $(BENCH_ARGS)
 
+## bench-reports: the grant page and /api/v1/usage at 10k, 100k and 1M ledger rows (target ≤ 300 ms)
+.PHONY: bench-reports
+bench-reports: $(VENV)/.installed
+	bash .ci/services
+	$(PY) -m bench.reports $(BENCH_REPORTS_ARGS)
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
