@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from apps.gateway.admission import Admission
 from apps.gateway.errors import GatewayError
-from apps.gateway.upstream import backend_client, backend_headers, backend_timeout
+from apps.gateway.upstream import backend_post
 from apps.usage.models import Outcome
 from apps.usage.selectors import budget_status
 from apps.usage.services import hold_settle
@@ -101,7 +102,7 @@ def credit_headers(charged: dict, admission: Admission) -> dict[str, str]:
 
 
 def backend_failure(exc: Exception | None, status: int | None = None) -> GatewayError:
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return GatewayError(
             504, "The model's backend did not answer in time.", code="backend_timeout"
         )
@@ -116,37 +117,32 @@ def stream_failure(outcome: str) -> GatewayError:
 
 
 def outcome_of(exc: BaseException) -> str:
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
         return Outcome.BACKEND_TIMEOUT
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         return Outcome.CLIENT_DISCONNECTED
     return Outcome.BACKEND_ERROR
 
 
-async def _open(admission: Admission, path: str, body: dict, stream: bool):
+async def _open(admission: Admission, path: str, body: dict) -> aiohttp.ClientResponse:
     model = admission.model
-    client = backend_client()
-    request = client.build_request(
-        "POST",
-        model.base_url + path,
-        content=json.dumps(body),
-        headers=backend_headers(model.backend_secret),
-        timeout=backend_timeout(),
+    return await backend_post(
+        model.base_url + path, body=json.dumps(body).encode(), secret=model.backend_secret
     )
-    return await client.send(request, stream=stream)
 
 
-async def _error_from_backend(response: httpx.Response) -> GatewayError:
+async def _error_from_backend(response: aiohttp.ClientResponse) -> GatewayError:
     """A backend's refusal: its 4xx means the request was bad (400, message passed on);
     anything else is the backend's failure (502)."""
-    await response.aread()
-    if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 429):
+    content = await response.read()
+    status = response.status
+    if 400 <= status < 500 and status not in (401, 403, 429):
         try:
-            message = response.json()["error"]["message"]
+            message = json.loads(content)["error"]["message"]
         except (ValueError, KeyError, TypeError):
-            message = f"The model's backend refused the request (status {response.status_code})."
+            message = f"The model's backend refused the request (status {status})."
         return GatewayError(400, str(message), code="backend_rejected")
-    return backend_failure(None, response.status_code)
+    return backend_failure(None, status)
 
 
 async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> HttpResponse:
@@ -154,18 +150,20 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
     tally = Tally(admission=admission, started=time.monotonic())
     try:
         async with slot, asyncio.timeout_at(_deadline(tally)):
-            response = await _open(admission, path, body, stream=False)
-            if response.status_code != 200:
-                tally.outcome = Outcome.BACKEND_ERROR
-                raise await _error_from_backend(response)
-            payload = response.json()
+            async with await _open(admission, path, body) as response:
+                if response.status != 200:
+                    tally.outcome = Outcome.BACKEND_ERROR
+                    raise await _error_from_backend(response)
+                payload = json.loads(await response.read())
+            if not isinstance(payload, dict):
+                raise ValueError("the backend's answer is not a JSON object")
             tally.take_usage(payload.get("usage"))
             if tally.prompt_tokens is None:
                 tally.chunks = completion_estimate(payload)
     except GatewayError:
         await settle(tally)
         raise
-    except (httpx.HTTPError, ValueError, TimeoutError) as exc:
+    except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
         tally.outcome = outcome_of(exc)
         await settle(tally)
         raise backend_failure(exc) from None
@@ -190,9 +188,9 @@ async def relay_stream(
     stack = AsyncExitStack()
     try:
         await stack.enter_async_context(slot)
-        response = await _open(admission, path, body, stream=True)
-        stack.push_async_callback(response.aclose)
-        if response.status_code != 200:
+        response = await _open(admission, path, body)
+        stack.callback(response.close)  # drops the connection: the backend stops
+        if response.status != 200:
             tally.outcome = Outcome.BACKEND_ERROR
             raise await _error_from_backend(response)
     except BaseException as exc:
@@ -200,7 +198,7 @@ async def relay_stream(
             tally.outcome = outcome_of(exc)
         await stack.aclose()
         await settle(tally)
-        if isinstance(exc, httpx.HTTPError):
+        if isinstance(exc, aiohttp.ClientError | TimeoutError):
             raise backend_failure(exc) from None
         raise
     events = _events(tally, response, stack, client_wants_usage)
@@ -217,24 +215,35 @@ async def relay_stream(
 
 
 async def _events(
-    tally: Tally, response: httpx.Response, stack: AsyncExitStack, client_wants_usage: bool
+    tally: Tally,
+    response: aiohttp.ClientResponse,
+    stack: AsyncExitStack,
+    client_wants_usage: bool,
 ):
     ended = False
+    rename = _model_renames(tally.admission)
     try:
         async with asyncio.timeout_at(_deadline(tally)):
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+            async for line in response.content:
+                if not line.startswith(b"data:"):
                     continue  # blank separators, comments, event names: re-framed below
                 data = line[5:].strip()
-                if data == "[DONE]":
+                if data == b"[DONE]":
                     ended = True
                     break
                 if _relay_chunk(tally, data, client_wants_usage):
-                    yield f"data: {data}\n\n"
-        if not ended:
+                    for upstream, name in rename:
+                        data = data.replace(upstream, name)
+                    yield b"data: " + data + b"\n\n"
+            if ended and not response.content.at_eof():
+                await response.content.read()  # the rest (a blank line) frees the connection
+        if ended:
+            response.release()  # back to the pool
+        else:
             tally.outcome = Outcome.BACKEND_ERROR
-    except (httpx.HTTPError, TimeoutError) as exc:
-        tally.outcome = outcome_of(exc)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if not ended:
+            tally.outcome = outcome_of(exc)
     except BaseException as exc:
         tally.outcome = outcome_of(exc)
         await stack.aclose()  # close the backend stream first: generation stops there
@@ -246,6 +255,16 @@ async def _events(
         yield f"data: {json.dumps(stream_failure(tally.outcome).body())}\n\n"
     yield f": anvil {json.dumps(charged)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def _model_renames(admission: Admission) -> tuple[tuple[bytes, bytes], ...]:
+    """Byte replacements that put the catalog name in a chunk's "model" field (a quote inside
+    a JSON string is escaped, so the pattern can only match the field itself)."""
+    upstream, name = admission.model.upstream_model, admission.model.name
+    if upstream == name:
+        return ()
+    old, new = json.dumps(upstream).encode(), json.dumps(name).encode()
+    return ((b'"model":' + old, b'"model":' + new), (b'"model": ' + old, b'"model": ' + new))
 
 
 async def _chain(first: str, rest):
@@ -261,8 +280,17 @@ def _deadline(tally: Tally) -> float:
     return loop_now + settings.GATEWAY_REQUEST_MAX_SECONDS - (time.monotonic() - tally.started)
 
 
-def _relay_chunk(tally: Tally, data: str, client_wants_usage: bool) -> bool:
+# A chunk is parsed only when it may carry usage; otherwise these patterns decide.
+USAGE = re.compile(rb'"usage"\s*:\s*\{')
+GENERATED = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
+
+
+def _relay_chunk(tally: Tally, data: bytes, client_wants_usage: bool) -> bool:
     """Note what the chunk tells about usage; say whether the client should see it."""
+    if not USAGE.search(data):
+        if GENERATED.search(data):
+            tally.chunks += 1
+        return True
     try:
         chunk = json.loads(data)
     except ValueError:

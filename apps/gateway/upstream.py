@@ -1,40 +1,56 @@
 """The one shared async HTTP client to the inference backends (per event loop: uvicorn runs
-one loop per process), with pooled keep-alive connections and explicit timeouts."""
+one loop per process), with pooled keep-alive connections and explicit timeouts.
+
+aiohttp rather than httpx: measured against the development backend, aiohttp (C HTTP parser)
+costs about 0.25 ms CPU for a POST with a JSON answer where httpx cost about 1 ms, and about
+1.8 ms where httpx cost 5 ms to read a 200-event SSE stream.
+
+Idle connections are dropped after 4 s, before the 5 s after which uvicorn (the usual
+backend server) closes them, so a request is rarely sent on a connection the backend is
+closing; ``backend_post`` retries once when that happens anyway (the connection failed or
+was closed before any answer).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
 
-import httpx
+import aiohttp
 from django.conf import settings
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+KEEPALIVE_SECONDS = 4
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
 
+# Failures where the backend can not have started on the request: retried once.
+RETRIABLE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
-def backend_client() -> httpx.AsyncClient:
+
+def backend_session() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        limits = httpx.Limits(
-            max_connections=settings.GATEWAY_MAX_CONNECTIONS,
-            max_keepalive_connections=settings.GATEWAY_MAX_CONNECTIONS,
-            keepalive_expiry=30,
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        connector = aiohttp.TCPConnector(
+            limit=settings.GATEWAY_MAX_CONNECTIONS,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ttl_dns_cache=60,
         )
-        client = httpx.AsyncClient(limits=limits, trust_env=False)
-        _clients[loop] = client
-    return client
+        session = aiohttp.ClientSession(connector=connector, trust_env=False, timeout=None)
+        _sessions[loop] = session
+    return session
 
 
-def backend_timeout() -> httpx.Timeout:
-    """Connect fast or fail; between two bytes of an answer wait at most the read timeout."""
-    return httpx.Timeout(
-        connect=settings.GATEWAY_CONNECT_TIMEOUT,
-        read=settings.GATEWAY_READ_TIMEOUT,
-        write=settings.GATEWAY_CONNECT_TIMEOUT,
-        pool=settings.GATEWAY_READ_TIMEOUT,
+def backend_timeout() -> aiohttp.ClientTimeout:
+    """Connect fast or fail; between two bytes of an answer wait at most the read timeout
+    (also the longest wait for a free pooled connection)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.GATEWAY_READ_TIMEOUT,
+        sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
+        sock_read=settings.GATEWAY_READ_TIMEOUT,
     )
 
 
@@ -43,3 +59,15 @@ def backend_headers(secret: str) -> dict[str, str]:
     if secret:
         headers["authorization"] = f"Bearer {secret}"
     return headers
+
+
+async def backend_post(url: str, *, body: bytes, secret: str) -> aiohttp.ClientResponse:
+    """POST and return the response with its headers read (the body still to read; the
+    caller releases it). One retry when the connection failed before any answer."""
+    session = backend_session()
+    headers = backend_headers(secret)
+    timeout = backend_timeout()
+    try:
+        return await session.post(url, data=body, headers=headers, timeout=timeout)
+    except RETRIABLE:
+        return await session.post(url, data=body, headers=headers, timeout=timeout)
