@@ -1,0 +1,178 @@
+"""The gateway's holds and settlements from the event loop, without a thread hop.
+
+On PostgreSQL, ``ahold_place`` and ``ahold_settle`` drive the same sequences of statements as
+``hold_place`` and ``hold_settle_reported`` (``apps.usage.steps``) on an async psycopg
+connection pool: one pool per event loop, GATEWAY_DB_POOL_SIZE connections at most, in
+autocommit mode with an explicit transaction per hold or settlement (commits are durable as
+configured on the server: the ledger must survive a crash). On SQLite (the embedded default)
+they run the synchronous services in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+from psycopg import AsyncConnection
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from apps.usage import steps
+from apps.usage.models import Hold
+from apps.usage.services import (
+    DEFAULT_HOLD_TTL_SECONDS,
+    PricedModel,
+    check_settlement,
+    hold_new,
+    hold_place,
+    hold_settle_reported,
+)
+
+_pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+_keepers: set[asyncio.Task] = set()
+
+
+def on_event_loop() -> bool:
+    """Whether holds and settlements run on the event loop (PostgreSQL) or in a thread."""
+    return connection.vendor == "postgresql"
+
+
+def _conninfo() -> str:
+    db = connection.settings_dict
+    options = {
+        "dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
+        "host": db["HOST"], "port": db["PORT"],
+    }  # fmt: skip
+    return make_conninfo(
+        **{name: str(value) for name, value in options.items() if value},
+        options="-c TimeZone=UTC",  # as Django's connections
+    )
+
+
+async def _open(loop: asyncio.AbstractEventLoop) -> AsyncConnectionPool:
+    opened: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
+
+    async def register(conn: AsyncConnection) -> None:
+        opened.add(conn)
+
+    pool = AsyncConnectionPool(
+        _conninfo(),
+        min_size=1,
+        max_size=settings.GATEWAY_DB_POOL_SIZE,
+        kwargs={"autocommit": True},
+        configure=register,
+        open=False,
+    )
+    await pool.open()
+    keeper = loop.create_task(_close_at_shutdown(loop, pool, opened))
+    _keepers.add(keeper)
+    keeper.add_done_callback(_keepers.discard)
+    return pool
+
+
+async def _close_at_shutdown(loop, pool: AsyncConnectionPool, opened: weakref.WeakSet) -> None:
+    """Waits until the loop shuts down (``asyncio.run`` cancels every task), then closes the
+    pool and its connections, so none outlives its loop (a test database could not be
+    dropped). The pool's own tasks are being cancelled at the same time, so what its close
+    leaves open is ended here."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        _pools.pop(loop, None)
+        try:
+            await pool.close(timeout=1)
+        except BaseException:  # noqa: S110 - ending anyway; the connections are closed below
+            pass
+        for conn in list(opened):
+            if not conn.closed:
+                conn.pgconn.finish()
+
+
+async def _pool() -> AsyncConnectionPool:
+    loop = asyncio.get_running_loop()
+    opening = _pools.get(loop)
+    if opening is None:
+        opening = _pools[loop] = loop.create_task(_open(loop))
+    try:
+        return await opening
+    except BaseException:
+        if opening.done():
+            _pools.pop(loop, None)  # failed to open: the next request tries again
+        raise
+
+
+async def _run(conn: AsyncConnection, sequence: steps.Sequence):
+    """Drive a sequence of ``apps.usage.steps`` on one connection."""
+    result = None
+    while True:
+        try:
+            item = sequence.send(result)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, steps.Atomic):
+            try:
+                async with conn.transaction():
+                    result = await _run(conn, item.sequence)
+            except steps.Refused as refused:
+                result = refused.limit
+            continue
+        cursor = await conn.execute(item.statement, item.params)
+        result = await cursor.fetchone() if item.fetch else cursor.rowcount
+
+
+async def ahold_place(
+    *,
+    api_key_id: int,
+    grant_id: int,
+    user_id: int,
+    catalog_model: PricedModel,
+    prompt_tokens: int,
+    max_completion_tokens: int,
+    allow_partial: bool = False,
+    ttl_seconds: int = DEFAULT_HOLD_TTL_SECONDS,
+) -> Hold:
+    """``services.hold_place`` for async code (with the model or a copy of it, not its id)."""
+    args = {
+        "api_key_id": api_key_id, "grant_id": grant_id, "user_id": user_id,
+        "catalog_model": catalog_model, "prompt_tokens": prompt_tokens,
+        "max_completion_tokens": max_completion_tokens, "ttl_seconds": ttl_seconds,
+    }  # fmt: skip
+    if not on_event_loop():
+        place = sync_to_async(hold_place, thread_sensitive=False)
+        return await place(**args, allow_partial=allow_partial)
+    hold = hold_new(**args)
+    async with (await _pool()).connection() as conn:
+        return await _run(conn, steps.place(hold, allow_partial=allow_partial))
+
+
+async def ahold_settle(
+    *,
+    hold_id: int,
+    api_key_id: int,
+    grant_id: int,
+    user_id: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    outcome: str,
+    latency_ms: int,
+    estimated: bool,
+) -> steps.Settlement:
+    """``services.hold_settle_reported`` for async code: settle the hold (see ``hold_settle``)
+    and return its ledger entry (None when already settled or swept) with the four budgets
+    of the key and member right after, from the same transaction."""
+    usage = {
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "outcome": outcome, "latency_ms": latency_ms, "estimated": estimated,
+    }  # fmt: skip
+    report_for = {"api_key_id": api_key_id, "grant_id": grant_id, "user_id": user_id}
+    if not on_event_loop():
+        settle = sync_to_async(hold_settle_reported, thread_sensitive=False)
+        return await settle(hold_id=hold_id, **report_for, **usage)
+    check_settlement(
+        outcome, latency_ms, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+    )
+    async with (await _pool()).connection() as conn, conn.transaction():
+        return await _run(conn, steps.settle(hold_id=hold_id, report_for=report_for, **usage))
