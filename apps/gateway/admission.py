@@ -1,15 +1,17 @@
 """Everything decided before a request is forwarded, in the order clients are told about:
 key (401), model known (404), model active (503) and healthy (503), grant allowed (403),
 non-commercial vs commercial affiliation (403), model kind fits the endpoint (400), context
-window (400), credit hold (429). It runs as one synchronous step (one thread hop from the
-async view): key lookup from the shared cache, checks against the in-memory catalog, then the
-hold.
+window (400), credit hold (429). ``aadmit`` runs it on the event loop on PostgreSQL: key
+lookup from the shared cache (async), checks against the in-memory catalog, then the hold on
+the async pool (``apps.usage.hot``) — no thread hop. On SQLite it runs ``admit``, the same
+steps synchronously, in one worker thread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.catalog.models import CatalogModel
@@ -17,8 +19,9 @@ from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.tokens import PromptSize
-from apps.keys.auth import api_key_authenticate
+from apps.keys.auth import AuthResult, aapi_key_authenticate, api_key_authenticate
 from apps.keys.models import ApiKey
+from apps.usage.hot import ahold_place, on_event_loop
 from apps.usage.services import hold_place
 
 # A hold outlives the longest request by this much; only a crashed process leaves it behind.
@@ -35,15 +38,28 @@ class Admission:
     lowered: bool  # max_tokens was lowered to what the budget affords
 
 
-def authenticate(secret: str | None) -> ApiKey:
-    if not secret:
-        raise GatewayError(
-            401, "Missing API key: send Authorization: Bearer <key>.", code="invalid_api_key"
-        )
-    result = api_key_authenticate(secret=secret)
+def _missing_key() -> GatewayError:
+    return GatewayError(
+        401, "Missing API key: send Authorization: Bearer <key>.", code="invalid_api_key"
+    )
+
+
+def _accepted(result: AuthResult) -> ApiKey:
     if not result.ok:
         raise GatewayError(result.status, result.message, code="invalid_api_key")
     return result.key
+
+
+def authenticate(secret: str | None) -> ApiKey:
+    if not secret:
+        raise _missing_key()
+    return _accepted(api_key_authenticate(secret=secret))
+
+
+async def aauthenticate(secret: str | None) -> ApiKey:
+    if not secret:
+        raise _missing_key()
+    return _accepted(await aapi_key_authenticate(secret=secret))
 
 
 def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: str) -> ServedModel:
@@ -114,6 +130,35 @@ def completion_budget(
     return max_tokens if max_tokens is not None else room
 
 
+def _hold_args(*, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: int, endpoint: str):
+    return {
+        "api_key_id": key.id,
+        "grant_id": key.grant_id,
+        "user_id": key.owner_id,
+        # prices from the in-memory catalog: no query for the model row
+        "catalog_model": CatalogModel(
+            pk=model.id, prompt_price=model.prompt_price, completion_price=model.completion_price
+        ),
+        "prompt_tokens": prompt.upper_bound,
+        "max_completion_tokens": budget,
+        "allow_partial": settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings",
+        "ttl_seconds": settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
+    }
+
+
+def _admission(*, key, model, prompt: PromptSize, budget: int, max_tokens, hold) -> Admission:
+    lowered = hold.max_completion_tokens < budget
+    asked = hold.max_completion_tokens if (lowered or max_tokens is not None) else None
+    return Admission(
+        key=key,
+        model=model,
+        hold_id=hold.id,
+        prompt_estimate=prompt.estimate,
+        max_tokens=asked,
+        lowered=lowered,
+    )
+
+
 def admit(
     *,
     secret: str | None,
@@ -126,31 +171,40 @@ def admit(
     key = authenticate(secret)
     model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
     budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
+    args = _hold_args(key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint)
     try:
-        hold = hold_place(
-            api_key_id=key.id,
-            grant_id=key.grant_id,
-            user_id=key.owner_id,
-            # prices from the in-memory catalog: no query for the model row
-            catalog_model=CatalogModel(
-                pk=model.id,
-                prompt_price=model.prompt_price,
-                completion_price=model.completion_price,
-            ),
-            prompt_tokens=prompt.upper_bound,
-            max_completion_tokens=budget,
-            allow_partial=settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings",
-            ttl_seconds=settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
-        )
+        hold = hold_place(**args)
     except ApplicationError as exc:
         raise GatewayError.from_application_error(exc) from None
-    lowered = hold.max_completion_tokens < budget
-    asked = hold.max_completion_tokens if (lowered or max_tokens is not None) else None
-    return Admission(
-        key=key,
-        model=model,
-        hold_id=hold.id,
-        prompt_estimate=prompt.estimate,
-        max_tokens=asked,
-        lowered=lowered,
+    return _admission(
+        key=key, model=model, prompt=prompt, budget=budget, max_tokens=max_tokens, hold=hold
+    )
+
+
+async def aadmit(
+    *,
+    secret: str | None,
+    catalog: CatalogSnapshot,
+    endpoint: str,
+    model_name: str,
+    prompt: PromptSize,
+    max_tokens: int | None,
+) -> Admission:
+    """``admit`` for the async views: on the event loop on PostgreSQL, else in one thread."""
+    request = {
+        "secret": secret, "catalog": catalog, "endpoint": endpoint, "model_name": model_name,
+        "prompt": prompt, "max_tokens": max_tokens,
+    }  # fmt: skip
+    if not on_event_loop():
+        return await sync_to_async(admit, thread_sensitive=False)(**request)
+    key = await aauthenticate(secret)
+    model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
+    budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
+    args = _hold_args(key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint)
+    try:
+        hold = await ahold_place(**args)
+    except ApplicationError as exc:
+        raise GatewayError.from_application_error(exc) from None
+    return _admission(
+        key=key, model=model, prompt=prompt, budget=budget, max_tokens=max_tokens, hold=hold
     )

@@ -18,16 +18,14 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import aiohttp
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from apps.gateway.admission import Admission
 from apps.gateway.errors import GatewayError
 from apps.gateway.upstream import backend_post
+from apps.usage.hot import ahold_settle
 from apps.usage.models import Outcome
-from apps.usage.selectors import budget_status
-from apps.usage.services import hold_settle
 
 logger = logging.getLogger(__name__)
 
@@ -51,26 +49,33 @@ class Tally:
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
 
 
-def _settle_sync(tally: Tally) -> dict:
-    admission = tally.admission
+def _settle_args(tally: Tally) -> dict:
+    admission, key = tally.admission, tally.admission.key
     estimated = tally.prompt_tokens is None
     generated = tally.chunks if estimated else tally.completion_tokens
     if tally.outcome in (Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT) and not generated:
         prompt = 0  # a backend failure before the first token costs nothing
     else:
         prompt = admission.prompt_estimate if estimated else tally.prompt_tokens
-    entry = hold_settle(
-        hold_id=admission.hold_id,
-        prompt_tokens=prompt,
-        completion_tokens=generated or 0,
-        outcome=tally.outcome,
-        latency_ms=int((time.monotonic() - tally.started) * 1000),
-        estimated=estimated,
-    )
-    key = admission.key
-    status = budget_status(api_key_id=key.id, grant_id=key.grant_id, user_id=key.owner_id)
     return {
-        "credits_charged": str(entry.credits) if entry else "0",
+        "hold_id": admission.hold_id,
+        "api_key_id": key.id,
+        "grant_id": key.grant_id,
+        "user_id": key.owner_id,
+        "prompt_tokens": prompt,
+        "completion_tokens": generated or 0,
+        "outcome": tally.outcome,
+        "latency_ms": int((time.monotonic() - tally.started) * 1000),
+        "estimated": estimated,
+    }
+
+
+async def _settle(tally: Tally) -> dict:
+    """Settle the hold; the budgets after come from the settlement's own transaction."""
+    settlement = await ahold_settle(**_settle_args(tally))
+    status = settlement.status
+    return {
+        "credits_charged": str(settlement.entry.credits) if settlement.entry else "0",
         "remaining": None if status.remaining is None else str(status.remaining),
         "limited_by": status.limited_by,
     }
@@ -81,7 +86,7 @@ async def settle(tally: Tally) -> dict:
     if tally.settled:
         return tally.charged
     tally.settled = True
-    task = asyncio.ensure_future(sync_to_async(_settle_sync, thread_sensitive=False)(tally))
+    task = asyncio.ensure_future(_settle(tally))
     try:
         tally.charged = await asyncio.shield(task)
     except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """The OpenAI-compatible endpoints: plain async views (DRF would buffer streams).
 
-Each inference request: read the body, admit it (key, checks, credit hold — one thread hop),
-take a slot in the model's queue, forward, settle. See admission.py and relay.py.
+Each inference request: read the body, admit it (key, checks, credit hold; on the event loop
+on PostgreSQL), take a slot in the model's queue, forward, settle. See admission.py and relay.py.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.gateway import parsing, tokens
-from apps.gateway.admission import admit, authenticate
+from apps.gateway.admission import aadmit, aauthenticate
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.relay import relay_once, relay_stream
@@ -63,10 +62,10 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
         max_tokens = parsing.optional_max_tokens(body)
     except GatewayError:
         # An unknown key hears 401 whatever its body says.
-        await sync_to_async(authenticate, thread_sensitive=False)(secret)
+        await aauthenticate(secret)
         raise
     catalog = await current_catalog()
-    admission = await sync_to_async(admit, thread_sensitive=False)(
+    admission = await aadmit(
         secret=secret,
         catalog=catalog,
         endpoint=endpoint.name,
@@ -145,7 +144,7 @@ async def embeddings(request):
 
 async def _key_or_error(request):
     try:
-        return await sync_to_async(authenticate, thread_sensitive=False)(_secret(request)), None
+        return await aauthenticate(_secret(request)), None
     except GatewayError as exc:
         return None, exc.response()
 

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -133,7 +134,10 @@ async def _aauthenticate(kind: KeyKind, secret: str) -> AuthResult:
     cached = await acached_key(kind=kind.name, lookup_prefix=lookup)
     if cached is not None:
         return _judge(kind, secret, cached)
-    key = await kind.queryset().filter(lookup_prefix=lookup).afirst()
+    # In the shared worker threads, not afirst()'s per-request thread: a burst of cache
+    # misses must not open one database connection per request.
+    query = kind.queryset().filter(lookup_prefix=lookup).first
+    key = await sync_to_async(query, thread_sensitive=False)()
     result = _judge(kind, secret, key)
     if result.ok:
         await aremember_key(kind=kind.name, key=result.key)

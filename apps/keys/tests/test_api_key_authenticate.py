@@ -162,6 +162,8 @@ def test_it_keeps_the_owners_password_hash_out_of_the_cache(alice_key):
     assert "password" not in cached.owner.__dict__
 
 
+# The async lookup reads the key in a worker thread, on its own connection: committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_it_authenticates_from_async_code(alice_key, run_on_commit):
     key, secret = alice_key
     authenticate = async_to_sync(aapi_key_authenticate)

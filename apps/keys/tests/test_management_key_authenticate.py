@@ -49,6 +49,8 @@ def test_it_refuses_a_revoked_management_key_on_the_next_request(
     assert result.refusal == Refusal.REVOKED and result.status == 401
 
 
+# The async lookup reads the key in a worker thread, on its own connection: committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_it_authenticates_management_keys_from_async_code(alice_management_key):
     key, secret = alice_management_key
     assert async_to_sync(amanagement_key_authenticate)(secret=secret).key.pk == key.pk
