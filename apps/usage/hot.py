@@ -11,6 +11,7 @@ they run the synchronous services in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 
 from asgiref.sync import sync_to_async
@@ -35,6 +36,7 @@ _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 _keepers: set[asyncio.Task] = set()
 
 
+@functools.cache
 def on_event_loop() -> bool:
     """Whether holds and settlements run on the event loop (PostgreSQL) or in a thread."""
     return connection.vendor == "postgresql"
@@ -104,8 +106,9 @@ async def _pool() -> AsyncConnectionPool:
         raise
 
 
-async def _run(conn: AsyncConnection, sequence: steps.Sequence):
-    """Drive a sequence of ``apps.usage.steps`` on one connection."""
+async def _run(conn: AsyncConnection, sequence: steps.Sequence, cursor=None):
+    """Drive a sequence of ``apps.usage.steps`` on one connection (one cursor)."""
+    cursor = cursor or conn.cursor()
     result = None
     while True:
         try:
@@ -115,11 +118,11 @@ async def _run(conn: AsyncConnection, sequence: steps.Sequence):
         if isinstance(item, steps.Atomic):
             try:
                 async with conn.transaction():
-                    result = await _run(conn, item.sequence)
+                    result = await _run(conn, item.sequence, cursor)
             except steps.Refused as refused:
                 result = refused.limit
             continue
-        cursor = await conn.execute(item.statement, item.params)
+        await cursor.execute(item.statement, item.params)
         result = await cursor.fetchone() if item.fetch else cursor.rowcount
 
 
