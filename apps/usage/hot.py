@@ -1,11 +1,15 @@
 """The gateway's holds and settlements from the event loop, without a thread hop.
 
-On PostgreSQL, ``ahold_place`` and ``ahold_settle`` drive the same sequences of statements as
-``hold_place`` and ``hold_settle_reported`` (``apps.usage.steps``) on an async psycopg
-connection pool: one pool per event loop, GATEWAY_DB_POOL_SIZE connections at most, in
-autocommit mode with an explicit transaction per hold or settlement (commits are durable as
-configured on the server: the ledger must survive a crash). On SQLite (the embedded default)
-they run the synchronous services in a worker thread.
+On PostgreSQL, ``ahold_place`` and ``ahold_settle`` run the rules of ``hold_place`` and
+``hold_settle_reported`` on an async psycopg connection pool: one pool per event loop,
+GATEWAY_DB_POOL_SIZE connections at most, in autocommit mode. A hold and a settlement are one
+statement each, a call of a PL/pgSQL function made of the statements of ``apps.usage.sql`` in
+the order of ``apps.usage.steps`` (``steps.reserve_by_call``, ``steps.settle_by_call``; the
+functions are created on every new connection of the pool, ``sql.FUNCTIONS``): one round trip
+and one transaction, where the statements one by one cost seven or eight round trips and about
+1 ms of CPU in psycopg each time. Commits are durable as configured on the server: the ledger
+must survive a crash. On SQLite (the embedded default) they run the synchronous services in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import weakref
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Error
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from apps.usage import steps
+from apps.core.exceptions import NotFound
+from apps.usage import sql, steps
+from apps.usage.exceptions import Limit
 from apps.usage.models import Hold
 from apps.usage.services import (
     DEFAULT_HOLD_TTL_SECONDS,
@@ -57,15 +63,16 @@ def _conninfo() -> str:
 async def _open(loop: asyncio.AbstractEventLoop) -> AsyncConnectionPool:
     opened: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
 
-    async def register(conn: AsyncConnection) -> None:
+    async def configure(conn: AsyncConnection) -> None:
         opened.add(conn)
+        await conn.execute(sql.FUNCTIONS)
 
     pool = AsyncConnectionPool(
         _conninfo(),
         min_size=1,
         max_size=settings.GATEWAY_DB_POOL_SIZE,
         kwargs={"autocommit": True},
-        configure=register,
+        configure=configure,
         open=False,
     )
     await pool.open()
@@ -122,8 +129,23 @@ async def _run(conn: AsyncConnection, sequence: steps.Sequence, cursor=None):
             except steps.Refused as refused:
                 result = refused.limit
             continue
+        if isinstance(item, steps.Call):
+            result = await _call(cursor, item)
+            continue
         await cursor.execute(item.statement, item.params)
         result = await cursor.fetchone() if item.fetch else cursor.rowcount
+
+
+async def _call(cursor, call: steps.Call):
+    try:
+        await cursor.execute(call.statement, call.params)
+    except Error as exc:
+        if exc.sqlstate == sql.REFUSED:
+            return steps.Refused(Limit(exc.diag.message_primary))
+        if exc.sqlstate == sql.NOT_FOUND:
+            raise NotFound(exc.diag.message_primary) from None
+        raise
+    return await cursor.fetchone()
 
 
 async def ahold_place(
@@ -148,7 +170,8 @@ async def ahold_place(
         return await place(**args, allow_partial=allow_partial)
     hold = hold_new(**args)
     async with (await _pool()).connection() as conn:
-        return await _run(conn, steps.place(hold, allow_partial=allow_partial))
+        placing = steps.place(hold, allow_partial=allow_partial, reserve=steps.reserve_by_call)
+        return await _run(conn, placing)
 
 
 async def ahold_settle(
@@ -177,5 +200,7 @@ async def ahold_settle(
     check_settlement(
         outcome, latency_ms, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
     )
-    async with (await _pool()).connection() as conn, conn.transaction():
-        return await _run(conn, steps.settle(hold_id=hold_id, report_for=report_for, **usage))
+    async with (await _pool()).connection() as conn:
+        return await _run(
+            conn, steps.settle_by_call(hold_id=hold_id, report_for=report_for, **usage)
+        )

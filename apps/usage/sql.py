@@ -20,11 +20,13 @@ The rules behind them are in ``apps.usage.services``; the tests run every one of
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django.db import connection
 
 from apps.usage.credits import CREDIT_QUANTUM
+from apps.usage.exceptions import Limit
 
 AMOUNT, NEED, CHARGE = (f"CAST(%({name})s AS NUMERIC)" for name in ("amount", "need", "charge"))
 
@@ -131,6 +133,144 @@ LEFT JOIN usage_memberlimit ml ON ml.grant_id = g.id AND ml.user_id = %(user)s
 LEFT JOIN usage_membermonthcounter mm
        ON mm.grant_id = g.id AND mm.user_id = %(user)s AND mm.period = %(period)s
 WHERE k.id = %(key)s AND k.grant_id = %(grant)s"""
+
+
+# PostgreSQL: a whole hold or settlement in one statement. Each function runs the statements
+# above in the order of ``apps.usage.steps`` (``reserve``; ``settle`` with ``close``), as
+# ``_plpgsql`` turns them into PL/pgSQL: the parameter ``%(name)s`` is the variable ``_name``
+# (no column starts with "_"). The functions are temporary, created on every connection of the
+# gateway's pool (``apps.usage.hot``), so they always are these texts. A call is one
+# statement, hence one transaction; a refusal raises REFUSED, which rolls all of it back, as
+# ``steps.Atomic`` does.
+REFUSED = "AV429"  # a budget has no room; the message is its Limit
+NOT_FOUND = "AV404"  # the key does not belong to the grant
+NOT_FOUND_MESSAGE = "This API key does not belong to this grant."
+
+
+def _plpgsql(statement: str, **names: str) -> str:
+    """``statement`` inside a function: ``%(name)s`` becomes ``names[name]`` or ``_name``."""
+    return re.sub(r"%\((\w+)\)s", lambda match: names.get(match[1], f"_{match[1]}"), statement)
+
+
+def _raise(state: str, message: str) -> str:
+    return f"RAISE EXCEPTION USING ERRCODE = '{state}', MESSAGE = '{message}'"
+
+
+def _call(function: str, arguments: str) -> str:
+    """The statement that calls ``function`` with ``%(name)s`` for each ``_name`` argument."""
+    names = [argument.split()[0].removeprefix("_") for argument in arguments.split(",")]
+    return f"SELECT * FROM pg_temp.{function}({', '.join(f'%({name})s' for name in names)})"
+
+
+def _hold_month_counter(update: str, insert: str, limit: Limit) -> str:
+    """``steps._hold_month_counter``: insert the month's row when the first UPDATE misses."""
+    return f"""
+  {_plpgsql(update)};
+  IF NOT FOUND THEN
+    {_plpgsql(insert)};
+    {_plpgsql(update)};
+    IF NOT FOUND THEN {_raise(REFUSED, limit)}; END IF;
+  END IF;"""
+
+
+_RESERVE_ARGUMENTS = (
+    "_key bigint, _grant bigint, _user bigint, _period text, _amount numeric, _need numeric,"
+    " _model_id bigint, _prompt_tokens integer, _max_completion_tokens integer,"
+    " _prompt_price numeric, _completion_price numeric, _created timestamptz,"
+    " _expires_at timestamptz"
+)
+# steps.reserve: the four budgets in lock order, the hold row, the grant last; its id.
+_RESERVE = f"""
+CREATE FUNCTION pg_temp.anvil_hold_reserve({_RESERVE_ARGUMENTS}) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE _id bigint;
+BEGIN
+  {_plpgsql(HOLD_KEY_TOTAL)};
+  IF NOT FOUND THEN {_raise(REFUSED, Limit.KEY_TOTAL)}; END IF;
+  {_hold_month_counter(HOLD_KEY_MONTHLY, KEY_MONTH_COUNTER_INSERT, Limit.KEY_MONTHLY)}
+  {_hold_month_counter(HOLD_MEMBER_MONTHLY, MEMBER_MONTH_COUNTER_INSERT, Limit.MEMBER_MONTHLY)}
+  {_plpgsql(HOLD_INSERT, api_key_id="_key", grant_id="_grant", user_id="_user")} INTO _id;
+  {_plpgsql(HOLD_GRANT)};
+  IF NOT FOUND THEN {_raise(REFUSED, Limit.GRANT)}; END IF;
+  RETURN _id;
+END $$"""
+RESERVE_CALL = _call("anvil_hold_reserve", _RESERVE_ARGUMENTS)
+
+# (limit, used, held) of the four budgets in Limit's order: STATUS's columns.
+_BUDGETS = (
+    "_grant_limit, _grant_used, _grant_held, _key_limit, _key_used, _key_held,"
+    " _key_month_limit, _key_month_used, _key_month_held,"
+    " _member_limit, _member_used, _member_held"
+)
+_SETTLE_ARGUMENTS = (
+    "_hold bigint, _report_key bigint, _report_grant bigint, _report_user bigint,"
+    " _report_period text, _created timestamptz, _prompt_tokens integer,"
+    " _completion_tokens integer, _outcome text, _latency_ms integer, _estimated boolean"
+)
+# What the settlement returns: the ledger row (NULL when the hold was already claimed), the
+# names of the RELEASE_* statements that found no row, and the budgets after.
+_SETTLED = (
+    "_entry bigint, _api_key_id bigint, _user_id bigint, _grant_id bigint, _model_id bigint,"
+    " _period text, _credits numeric, _capped boolean, _missing text[], "
+    + ", ".join(f"{name.strip()} numeric" for name in _BUDGETS.split(","))
+)
+_OF_HOLD = {"key": "_api_key_id", "grant": "_grant_id", "user": "_user_id", "charge": "_credits"}
+_OF_REPORT = {name: f"_report_{name}" for name in ("key", "grant", "user", "period")}
+
+
+# The release of each budget; ``_missing`` names those whose counter row was missing.
+RELEASES = {
+    Limit.GRANT: RELEASE_GRANT, Limit.KEY_TOTAL: RELEASE_KEY_TOTAL,
+    Limit.KEY_MONTHLY: RELEASE_KEY_MONTHLY, Limit.MEMBER_MONTHLY: RELEASE_MEMBER_MONTHLY,
+}  # fmt: skip
+
+
+def _release(limit: Limit, into: str) -> str:
+    """``steps._release``: a missing row is named in ``_missing``, not fatal."""
+    return f"""
+  {_plpgsql(RELEASES[limit], **_OF_HOLD)} INTO {into};
+  IF NOT FOUND THEN _missing := _missing || '{limit}'::text; END IF;"""
+
+
+def _status(names: dict) -> str:
+    return f"""{_plpgsql(STATUS, **names)} INTO {_BUDGETS};
+    IF NOT FOUND THEN {_raise(NOT_FOUND, NOT_FOUND_MESSAGE)}; END IF;"""
+
+
+# steps.settle: claim the hold (or, already claimed, read the budgets to report), charge the
+# cost at most the hold (credits.credits_for's rule: rounded once, half-up, to 6 places), the
+# four counters and the ledger row in lock order, the budgets from the RETURNING rows.
+_SETTLE_OUT = "OUT " + _SETTLED.replace(", _", ", OUT _")
+_SETTLE = f"""
+CREATE FUNCTION pg_temp.anvil_hold_settle({_SETTLE_ARGUMENTS}, {_SETTLE_OUT})
+LANGUAGE plpgsql AS $$
+DECLARE
+  _id bigint; _amount numeric; _prompt_price numeric; _completion_price numeric;
+  _hold_created timestamptz; _cost numeric;
+BEGIN
+  {_plpgsql(CLAIM)} INTO _id, _api_key_id, _user_id, _grant_id, _model_id, _period, _amount,
+    _prompt_price, _completion_price, _hold_created;
+  IF NOT FOUND THEN
+    {_status(_OF_REPORT)}
+    RETURN;
+  END IF;
+  _cost := ROUND(
+    (_prompt_tokens * _prompt_price + _completion_tokens * _completion_price) * 0.000001, 6);
+  _credits := LEAST(_cost, _amount);
+  _capped := _cost > _amount;
+  {_release(Limit.KEY_TOTAL, "_key_limit, _key_used, _key_held, _key_month_limit")}
+  {_release(Limit.KEY_MONTHLY, "_key_month_used, _key_month_held")}
+  _key_month_used := COALESCE(_key_month_used, 0);
+  _key_month_held := COALESCE(_key_month_held, 0);
+  {_release(Limit.MEMBER_MONTHLY, "_member_limit, _member_used, _member_held")}
+  {_plpgsql(LEDGER_INSERT)} INTO _entry;
+  {_release(Limit.GRANT, "_grant_limit, _grant_used, _grant_held")}
+  IF _missing && ARRAY['{Limit.KEY_TOTAL}', '{Limit.MEMBER_MONTHLY}', '{Limit.GRANT}'] THEN
+    {_status(_OF_HOLD)}
+  END IF;
+END $$"""
+SETTLE_CALL = _call("anvil_hold_settle", _SETTLE_ARGUMENTS)
+FUNCTIONS = f"{_RESERVE};\n{_SETTLE}"
 
 
 def execute(statement: str, params: dict) -> int:

@@ -9,6 +9,11 @@ Two executors drive them: ``services`` through Django's connection (any database
 when called from async code), ``hot`` on an async psycopg pool straight from the event loop
 (PostgreSQL). The rules — which statements, in which order, what a refusal or a missing row
 means — are written here once; the services document them.
+
+On PostgreSQL, ``hot`` runs the success path of a hold and a settlement as one statement each
+(``Call``): PL/pgSQL functions (``sql.FUNCTIONS``) made of the same statements in the same
+order as ``reserve`` and ``settle``; ``reserve_by_call`` and ``settle_by_call`` are their
+sequences, and the tests hold both ways to the same results.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ class Step:
 @dataclass(frozen=True)
 class Atomic:
     sequence: Generator
+
+
+@dataclass(frozen=True)
+class Call:
+    """A whole transaction in one statement (a function of ``sql.FUNCTIONS``), run outside any
+    transaction: sent back its first row, or ``Refused`` when it raised ``sql.REFUSED``; when
+    it raised ``sql.NOT_FOUND`` the executor raises NotFound."""
+
+    statement: str
+    params: dict
 
 
 class Refused(Exception):
@@ -100,11 +115,26 @@ def reserve(hold: Hold, need: Decimal) -> Sequence:
     return hold
 
 
+def reserve_atomically(hold: Hold, need: Decimal) -> Sequence:
+    """``reserve`` in a transaction of its own: the hold, or the Limit that refused it."""
+    return (yield Atomic(reserve(hold, need)))
+
+
+def reserve_by_call(hold: Hold, need: Decimal) -> Sequence:
+    """``reserve`` as one call of ``pg_temp.anvil_hold_reserve``."""
+    values = {column: getattr(hold, column) for column in sql.HOLD_INSERT_COLUMNS}
+    row = yield Call(sql.RESERVE_CALL, _hold_params(hold, need=need, **values))
+    if isinstance(row, Refused):
+        return row.limit
+    hold.pk = row[0]
+    return hold
+
+
 def status(*, api_key_id: int, grant_id: int, user_id: int, period: str) -> Sequence:
     params = {"key": api_key_id, "grant": grant_id, "user": user_id, "period": period}
     row = yield Step(sql.STATUS, params, fetch=True)
     if row is None:
-        raise NotFound("This API key does not belong to this grant.")
+        raise NotFound(sql.NOT_FOUND_MESSAGE)
     return status_from_row(period, row)
 
 
@@ -125,7 +155,7 @@ def _partial_tokens(hold: Hold, budgets: BudgetStatus) -> int | None:
     return tokens
 
 
-def place(hold: Hold, *, allow_partial: bool) -> Sequence:
+def place(hold: Hold, *, allow_partial: bool, reserve=reserve_atomically) -> Sequence:
     """Hold ``hold`` (unsaved, its ``max_completion_tokens`` maybe lowered), or raise
     QuotaExceeded: up to PLACE_ATTEMPTS transactions, a status read after each refusal."""
     for _attempt in range(PLACE_ATTEMPTS):
@@ -135,7 +165,7 @@ def place(hold: Hold, *, allow_partial: bool) -> Sequence:
             prompt_price=hold.prompt_price,
             completion_price=hold.completion_price,
         )
-        refused = yield Atomic(reserve(hold, max(hold.amount, CREDIT_QUANTUM)))
+        refused = yield from reserve(hold, max(hold.amount, CREDIT_QUANTUM))
         if isinstance(refused, Hold):
             return refused
         hold.pk = None
@@ -181,8 +211,12 @@ def _release(statement: str, hold: Hold, charge: Decimal) -> Sequence:
     params = _hold_params(hold, amount=hold.amount, charge=charge)
     row = yield Step(statement, params, fetch=True)
     if row is None:
-        logger.error("A counter row is missing, settling hold %s: %s", hold.pk, statement)
+        _missing(hold.pk, statement)
     return row
+
+
+def _missing(hold_id: int, statement: str) -> None:
+    logger.error("A counter row is missing, settling hold %s: %s", hold_id, statement)
 
 
 def close(
@@ -233,3 +267,27 @@ def settle(*, hold_id: int, report_for: dict | None = None, **usage) -> Sequence
         return Settlement(None, budgets)
     entry, budgets = yield from close(hold, **usage)
     return entry if report_for is None else Settlement(entry, budgets)
+
+
+def settle_by_call(*, hold_id: int, report_for: dict, **usage) -> Sequence:
+    """``settle`` (with ``report_for``) as one call of ``pg_temp.anvil_hold_settle``."""
+    now = timezone.now()
+    report_period = period_for(now)
+    row = yield Call(
+        sql.SETTLE_CALL,
+        {
+            "hold": hold_id, "report_key": report_for["api_key_id"],
+            "report_grant": report_for["grant_id"], "report_user": report_for["user_id"],
+            "report_period": report_period, "created": now, **usage,
+        },
+    )  # fmt: skip
+    entry_id, api_key_id, user_id, grant_id, model_id, period, charge, capped, missing = row[:9]
+    for name in missing or ():
+        _missing(hold_id, sql.RELEASES[name])
+    if entry_id is None:
+        return Settlement(None, status_from_row(report_period, row[9:]))
+    entry = LedgerEntry(
+        pk=entry_id, created=now, api_key_id=api_key_id, user_id=user_id, grant_id=grant_id,
+        model_id=model_id, period=period, credits=charge, capped=capped, **usage,
+    )  # fmt: skip
+    return Settlement(entry, status_from_row(period, row[9:]))
