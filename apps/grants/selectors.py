@@ -15,7 +15,5 @@ def grants_for_user(*, user):
 
 def grant_members(*, grant: Grant):
     return (
-        Membership.objects.filter(team=grant.team)
-        .select_related("user")
-        .order_by("user__username")
+        Membership.objects.filter(team=grant.team).select_related("user").order_by("user__username")
     )
