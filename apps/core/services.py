@@ -20,6 +20,7 @@ from apps.keys.services import (
     management_key_revoke,
 )
 from apps.teams.models import Membership, Role, Team
+from apps.teams.services import membership_create, membership_role_change
 
 DEMO_TEAM = "demo"
 DEMO_GRANT = "demo-grant"
@@ -100,7 +101,11 @@ def demo_seed(*, rotate: bool = False) -> DemoData:
     users, passwords = {}, {}
     for role_name, (username, password, role) in DEMO_USERS.items():
         user = _demo_user(username=username, password=password)
-        Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
+        membership = Membership.objects.filter(team=team, user=user).first()
+        if membership is None:
+            membership_create(team=team, user=user, role=role)
+        else:
+            membership_role_change(membership=membership, role=role)
         users[role_name], passwords[role_name] = user, password
     today = timezone.localdate()
     grant, _ = Grant.objects.get_or_create(

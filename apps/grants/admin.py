@@ -21,7 +21,13 @@ class GrantAdmin(admin.ModelAdmin):
     )
     list_filter = ("team",)
     search_fields = ("identifier", "team__name")
-    readonly_fields = ("public_id", "credits_used", "credits_held")
+    readonly_fields = (
+        "public_id",
+        "credits_used",
+        "credits_held",
+        "collective_monthly_limit",
+        "collective_limit_set_at",
+    )
     filter_horizontal = ("allowed_models",)
 
     def save_model(self, request, obj, form, change) -> None:

@@ -24,6 +24,13 @@ class Grant(models.Model):
     valid_from = models.DateField()
     valid_until = models.DateField()
     allowed_models = models.ManyToManyField(CatalogModel, blank=True, related_name="grants")
+    # The grant admin's latest "monthly limit for all members" (apps.limits.services): also
+    # given to people who join the team later. Null ``collective_limit_set_at``: never set;
+    # null ``collective_monthly_limit`` once set: no limit.
+    collective_monthly_limit = models.DecimalField(
+        **CREDIT_DIGITS, null=True, blank=True, editable=False, validators=[MinValueValidator(0)]
+    )
+    collective_limit_set_at = models.DateTimeField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -40,6 +47,11 @@ class Grant(models.Model):
             models.CheckConstraint(
                 condition=models.Q(credits_used__gte=0, credits_held__gte=0),
                 name="grants_grant_counters_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(collective_monthly_limit__isnull=True)
+                | models.Q(collective_monthly_limit__gte=0),
+                name="grants_grant_collective_limit_not_negative",
             ),
         ]
 

@@ -17,7 +17,7 @@ from apps.core.exceptions import ApplicationError, Conflict, NotFound
 from apps.keys.cache import API_KIND, MANAGEMENT_KIND, forget_key
 from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX, ApiKey, ManagementKey
 from apps.keys.tokens import secret_generate
-from apps.teams.access import membership_for
+from apps.teams.models import Membership
 
 SECRET_ATTEMPTS = 3
 
@@ -91,19 +91,28 @@ def api_key_create(
     total_limit: Decimal | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key of ``owner`` (a member of the grant's team) and its secret, shown once."""
-    if membership_for(user=owner, team=grant.team) is None:
-        raise NotFound("No such grant.", param="grant_id")
-    key = ApiKey(
-        grant=grant,
-        owner=owner,
-        name=_clean_name(name),
-        comment=(comment or "").strip(),
-        expires_at=_future_expiry(expires_at),
-        monthly_limit=monthly_limit,
-        total_limit=total_limit,
-    )
-    _validate(key)
-    return key, _insert_with_secret(key, visible_prefix=API_KEY_PREFIX)
+    with transaction.atomic():
+        # Locks the membership: someone leaving the team meanwhile (membership_delete) either
+        # waits and revokes this key too, or is gone and the key is refused.
+        if not _membership_locked(owner=owner, grant=grant):
+            raise NotFound("No such grant.", param="grant_id")
+        key = ApiKey(
+            grant=grant,
+            owner=owner,
+            name=_clean_name(name),
+            comment=(comment or "").strip(),
+            expires_at=_future_expiry(expires_at),
+            monthly_limit=monthly_limit,
+            total_limit=total_limit,
+        )
+        _validate(key)
+        return key, _insert_with_secret(key, visible_prefix=API_KEY_PREFIX)
+
+
+def _membership_locked(*, owner, grant) -> bool:
+    if not owner.is_authenticated:
+        return False
+    return Membership.objects.select_for_update().filter(team_id=grant.team_id, user=owner).exists()
 
 
 def _audit(key: ApiKey, action: str, actor, before: dict, after: dict) -> None:
@@ -114,9 +123,9 @@ def _audit(key: ApiKey, action: str, actor, before: dict, after: dict) -> None:
     )
 
 
-def api_key_revoke(*, key: ApiKey, actor=None) -> ApiKey:
+def api_key_revoke(*, key: ApiKey, actor=None, reason: str = "") -> ApiKey:
     """Revoke at once; revoking twice keeps the first time. ``actor``: who did it, for the
-    audit log (None: the system)."""
+    audit log (None: the system); ``reason``, when given, is written there too."""
     with transaction.atomic():
         revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
@@ -124,7 +133,8 @@ def api_key_revoke(*, key: ApiKey, actor=None) -> ApiKey:
         key.refresh_from_db(fields=["revoked_at"])
         forget_key(kind=API_KIND, lookup_prefix=key.lookup_prefix)
         if revoked:
-            _audit(key, AuditAction.KEY_REVOKED, actor, {"revoked": False}, {"revoked": True})
+            after = {"revoked": True, **({"reason": reason} if reason else {})}
+            _audit(key, AuditAction.KEY_REVOKED, actor, {"revoked": False}, after)
     return key
 
 

@@ -3,6 +3,10 @@
 Both write through ``apps.usage.services.member_limit_set``, so there is one limit per member
 and whichever change came last counts, in either order. Each member's old and new value is
 kept in ``MemberLimitChange`` and each action is one audit log entry.
+
+The collective limit is also kept on the grant, so people who join the team later get it
+(``member_limit_apply_collective``, called when a membership is created) — unless their own
+limit in the grant was set after it (someone who left and came back).
 """
 
 from __future__ import annotations
@@ -81,6 +85,13 @@ def member_limits_change_all(
         Membership.objects.filter(team_id=grant.team_id).select_related("user").order_by("user_id")
     )
     with transaction.atomic():
+        # The UPDATE locks the grant row until commit, which orders this against people joining
+        # meanwhile: they either are in ``memberships`` or, locking the row in membership_create,
+        # read the new collective limit.
+        Grant.objects.filter(pk=grant.pk).update(
+            collective_monthly_limit=monthly_limit, collective_limit_set_at=now
+        )
+        grant.collective_monthly_limit, grant.collective_limit_set_at = monthly_limit, now
         changes = [
             _set_one(
                 grant=grant,
@@ -101,3 +112,36 @@ def member_limits_change_all(
             after={"monthly_limit": monthly_limit},
         )
     return changes
+
+
+def member_limit_apply_collective(
+    *, grant: Grant, user, changed_by=None
+) -> MemberLimitChange | None:
+    """Give a new member of the grant's team the grant's collective limit, if one was set and
+    it is newer than the member's own limit there (latest wins). Returns the change made, or
+    None. The caller holds the grant row's lock (``select_for_update``)."""
+    if grant.collective_limit_set_at is None:
+        return None
+    current = MemberLimit.objects.filter(grant=grant, user=user).first()
+    if current is not None and current.changed_at >= grant.collective_limit_set_at:
+        return None
+    if (current.monthly_limit if current else None) == grant.collective_monthly_limit:
+        return None  # nothing would change
+    with transaction.atomic():
+        change = _set_one(
+            grant=grant,
+            user=user,
+            monthly_limit=grant.collective_monthly_limit,
+            changed_by=changed_by,
+            scope=LimitScope.COLLECTIVE,
+            now=timezone.now(),
+        )
+        audit_record(
+            actor=changed_by,
+            action=AuditAction.MEMBER_LIMIT_CHANGED,
+            grant=grant,
+            target=f"member {user.get_username()} (joined: the limit for all members)",
+            before={"monthly_limit": change.before},
+            after={"monthly_limit": change.after},
+        )
+    return change

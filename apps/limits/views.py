@@ -50,7 +50,9 @@ def member_limit_change_view(request, public_id, user_public_id):
 @require_http_methods(["GET", "POST"])
 def member_limits_change_all_view(request, public_id):
     grant, _ = grant_for_manager(user=request.user, public_id=public_id)
-    form = MemberLimitForm(request.POST or None)
+    form = MemberLimitForm(
+        request.POST or None, initial={"monthly_limit": grant.collective_monthly_limit}
+    )
     if request.method == "POST" and form.is_valid():
         try:
             changes = member_limits_change_all(

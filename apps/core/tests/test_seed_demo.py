@@ -88,3 +88,10 @@ def test_it_rotates_the_demo_keys_on_request(settings, world):
     assert not api_key_authenticate(secret=first["api_key"]).ok
     assert not management_key_authenticate(secret=first["management_key"]).ok
     assert api_key_authenticate(secret=rotated["api_key"]).ok
+
+
+def test_it_changes_a_demo_users_role_back(settings, world):
+    seed(settings, "--json")
+    Membership.objects.filter(user__username="demo-user").update(role="manager")
+    seed(settings, "--json")
+    assert Membership.objects.get(user__username="demo-user").role == "member"
