@@ -37,7 +37,8 @@ class ManagementKeyAuthentication(BaseAuthentication):
 
 class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer anv-…``: the request acts as the key's owner; ``request.auth`` is
-    the ApiKey. A missing header is left to the permission (401); a management key is 403."""
+    the ApiKey. A missing header is left to the permission (401); a management key, or a key
+    whose grant is outside its validity dates, is 403."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION")
@@ -49,8 +50,8 @@ class ApiKeyAuthentication(BaseAuthentication):
                 "Send the API key as 'Authorization: Bearer <key>'.", code="invalid_api_key"
             )
         result = api_key_authenticate(secret=secret)
-        if result.status == 403:
-            raise exceptions.PermissionDenied(result.message, code="wrong_key_kind")
+        if result.status == 403:  # a management key, or the key's grant is outside its dates
+            raise exceptions.PermissionDenied(result.message, code=result.code)
         if not result.ok:
             raise exceptions.AuthenticationFailed(result.message, code="invalid_api_key")
         return result.key.owner, result.key

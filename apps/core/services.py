@@ -16,6 +16,7 @@ from apps.keys.models import ApiKey, ManagementKey
 from apps.keys.services import (
     api_key_archive,
     api_key_create,
+    api_keys_forget_grant,
     management_key_create,
     management_key_revoke,
 )
@@ -117,6 +118,10 @@ def demo_seed(*, rotate: bool = False) -> DemoData:
             "valid_until": today + dt.timedelta(days=365),
         },
     )
+    if not grant.is_valid_on(today):  # a demo left alone for a year: make it work again
+        grant.valid_from, grant.valid_until = today, today + dt.timedelta(days=365)
+        grant.save(update_fields=["valid_from", "valid_until"])
+        api_keys_forget_grant(grant=grant)
     grant.allowed_models.add(*CatalogModel.objects.filter(active=True))
     secrets = _demo_keys(grant=grant, owner=users["member"], rotate=rotate)
     return DemoData(team=team, grant=grant, users=users, passwords=passwords, secrets=secrets)

@@ -6,6 +6,7 @@ from django.db import transaction
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record
 from apps.grants.models import Grant
+from apps.keys.services import api_keys_forget_grant
 
 
 @admin.register(Grant)
@@ -32,11 +33,14 @@ class GrantAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         """Saving records a change of the credit pool (or a new grant's pool) in the audit
-        log, in the same transaction."""
+        log, in the same transaction. New validity dates reach the gateway at once: its keys'
+        cache entries, which carry the grant, are dropped."""
         stored = Grant.objects.filter(pk=obj.pk).values_list("credits_allocated", flat=True)
         before = stored.first() if change else None
         with transaction.atomic():
             super().save_model(request, obj, form, change)
+            if change and {"valid_from", "valid_until"} & set(form.changed_data):
+                api_keys_forget_grant(grant=obj)
             if not change or before != obj.credits_allocated:
                 audit_record(
                     actor=request.user,

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from apps.catalog.models import CatalogModel
 from apps.teams.models import Team
@@ -58,6 +60,18 @@ class Grant(models.Model):
     @property
     def credits_left(self):
         return max(self.credits_allocated - self.credits_used - self.credits_held, 0)
+
+    def is_valid_on(self, day: dt.date) -> bool:
+        return self.valid_from <= day <= self.valid_until
+
+    @property
+    def has_ended(self) -> bool:
+        """Past ``valid_until`` today, in the service's time zone: no new keys, no requests."""
+        return self.valid_until < timezone.localdate()
+
+    @property
+    def validity_text(self) -> str:
+        return f"valid from {self.valid_from:%Y-%m-%d} until {self.valid_until:%Y-%m-%d}"
 
     def __str__(self) -> str:
         return self.identifier

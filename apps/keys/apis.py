@@ -27,7 +27,11 @@ from apps.keys.services import (
 from apps.teams.access import api_key_for_owner, grant_for_member_by_reference
 
 # Service (model) field names → the names clients send.
-API_PARAMS = {"monthly_limit": "monthly_credits_quota", "total_limit": "total_credits_quota"}
+API_PARAMS = {
+    "monthly_limit": "monthly_credits_quota",
+    "total_limit": "total_credits_quota",
+    "grant": "grant_id",
+}
 QUOTA_HELP = "Credits; null or absent means no limit."
 GRANT_HELP = "The grant's ID (shown on its page) or its identifier, e.g. plgexample-gpu."
 EXPIRY_HELP = (

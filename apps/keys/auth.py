@@ -34,6 +34,11 @@ class Refusal(enum.StrEnum):
     REVOKED = "revoked"
     ARCHIVED = "archived"
     WRONG_KIND = "wrong_kind"
+    GRANT_NOT_VALID = "grant_not_valid"
+
+
+# Refusals answered with 403 (the key is genuine but may not do this), with their codes.
+FORBIDDEN = {Refusal.WRONG_KIND: "wrong_key_kind", Refusal.GRANT_NOT_VALID: "grant_not_valid"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class KeyKind:
     other_prefix: str
     wrong_kind_message: str
     queryset: Callable[[], QuerySet]
+    has_grant: bool = False
 
 
 API = KeyKind(
@@ -53,6 +59,7 @@ API = KeyKind(
     other_prefix=MANAGEMENT_KEY_PREFIX,
     wrong_kind_message="A management key can only create API keys; use an API key here.",
     queryset=lambda: ApiKey.objects.select_related("grant", "owner").defer("owner__password"),
+    has_grant=True,
 )
 MANAGEMENT = KeyKind(
     name=MANAGEMENT_KIND,
@@ -78,10 +85,19 @@ class AuthResult:
 
     @property
     def status(self) -> int:
-        """The HTTP status a refusal maps to: 403 for the wrong kind of key, else 401."""
+        """The HTTP status a refusal maps to: 403 for the wrong kind of key or a grant outside
+        its validity dates, else 401."""
         if self.ok:
             return 200
-        return 403 if self.refusal == Refusal.WRONG_KIND else 401
+        return 403 if self.refusal in FORBIDDEN else 401
+
+    @property
+    def code(self) -> str | None:
+        """The error code for clients: ``invalid_api_key`` (401), ``wrong_key_kind`` or
+        ``grant_not_valid`` (403)."""
+        if self.ok:
+            return None
+        return FORBIDDEN.get(self.refusal, "invalid_api_key")
 
 
 def _refuse(kind: KeyKind, refusal: Refusal) -> AuthResult:
@@ -109,9 +125,36 @@ def _judge(kind: KeyKind, secret: str, key) -> AuthResult:
         return _refuse(kind, Refusal.ARCHIVED)
     if key.revoked_at:
         return _refuse(kind, Refusal.REVOKED)
-    if key.expires_at <= timezone.now():
+    now = timezone.now()
+    if key.expires_at <= now:
         return _refuse(kind, Refusal.EXPIRED)
+    if kind.has_grant:
+        return _judge_grant(key, today=timezone.localdate(now))
     return AuthResult(key=key)
+
+
+def _judge_grant(key, *, today) -> AuthResult:
+    """An API key works only while its grant is valid, ``today`` in the service's time zone.
+    The grant row comes with the key (from the cache), so this costs no query."""
+    grant = key.grant
+    if grant.valid_from <= today <= grant.valid_until:
+        return AuthResult(key=key)
+    when = (
+        f"starts on {grant.valid_from:%Y-%m-%d}"
+        if today < grant.valid_from
+        else f"ended on {grant.valid_until:%Y-%m-%d}"
+    )
+    message = (
+        f"Grant {grant.identifier} {when}: it is {grant.validity_text}, and today is "
+        f"{today:%Y-%m-%d}. Its API keys work only while the grant is valid."
+    )
+    return AuthResult(refusal=Refusal.GRANT_NOT_VALID, message=message)
+
+
+def _cacheable(result: AuthResult) -> bool:
+    """Active keys are cached, also while their grant is outside its dates (judged on every
+    read), so a client hammering with such a key costs no query per request."""
+    return result.ok or result.refusal == Refusal.GRANT_NOT_VALID
 
 
 def _authenticate(kind: KeyKind, secret: str) -> AuthResult:
@@ -121,9 +164,10 @@ def _authenticate(kind: KeyKind, secret: str) -> AuthResult:
     cached = cached_key(kind=kind.name, lookup_prefix=lookup)
     if cached is not None:
         return _judge(kind, secret, cached)
-    result = _judge(kind, secret, kind.queryset().filter(lookup_prefix=lookup).first())
-    if result.ok:
-        remember_key(kind=kind.name, key=result.key)
+    key = kind.queryset().filter(lookup_prefix=lookup).first()
+    result = _judge(kind, secret, key)
+    if _cacheable(result):
+        remember_key(kind=kind.name, key=key)
     return result
 
 
@@ -139,8 +183,8 @@ async def _aauthenticate(kind: KeyKind, secret: str) -> AuthResult:
     query = kind.queryset().filter(lookup_prefix=lookup).first
     key = await sync_to_async(query, thread_sensitive=False)()
     result = _judge(kind, secret, key)
-    if result.ok:
-        await aremember_key(kind=kind.name, key=result.key)
+    if _cacheable(result):
+        await aremember_key(kind=kind.name, key=key)
     return result
 
 

@@ -90,12 +90,19 @@ def api_key_create(
     monthly_limit: Decimal | None = None,
     total_limit: Decimal | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key of ``owner`` (a member of the grant's team) and its secret, shown once."""
+    """A new key of ``owner`` (a member of the grant's team) and its secret, shown once. A
+    grant that has ended gets no new keys."""
     with transaction.atomic():
         # Locks the membership: someone leaving the team meanwhile (membership_delete) either
         # waits and revokes this key too, or is gone and the key is refused.
         if not _membership_locked(owner=owner, grant=grant):
             raise NotFound("No such grant.", param="grant_id")
+        if grant.has_ended:
+            raise ApplicationError(
+                f"Grant {grant.identifier} ended on {grant.valid_until:%Y-%m-%d} "
+                f"({grant.validity_text}); it gets no new API keys.",
+                param="grant",
+            )
         key = ApiKey(
             grant=grant,
             owner=owner,
@@ -136,6 +143,16 @@ def api_key_revoke(*, key: ApiKey, actor=None, reason: str = "") -> ApiKey:
             after = {"revoked": True, **({"reason": reason} if reason else {})}
             _audit(key, AuditAction.KEY_REVOKED, actor, {"revoked": False}, after)
     return key
+
+
+def api_keys_forget_grant(*, grant) -> None:
+    """The grant row changed in a way requests must see at once (its validity dates): drop its
+    keys' cache entries, which carry the grant."""
+    prefixes = ApiKey.objects.filter(grant=grant, revoked_at__isnull=True).values_list(
+        "lookup_prefix", flat=True
+    )
+    for prefix in prefixes.iterator():
+        forget_key(kind=API_KIND, lookup_prefix=prefix)
 
 
 def api_key_archive(*, key: ApiKey, actor=None) -> ApiKey:

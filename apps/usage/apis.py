@@ -93,7 +93,11 @@ class UsageStatusApi(APIView):
             401: OpenApiResponse(
                 ErrorOutput, description="No key, or an unknown, expired, revoked or archived one."
             ),
-            403: OpenApiResponse(ErrorOutput, description="A management key."),
+            403: OpenApiResponse(
+                ErrorOutput,
+                description="A management key, or a key whose grant is outside its validity "
+                "dates (code `grant_not_valid`).",
+            ),
         },
         tags=["Usage"],
     )

@@ -90,6 +90,23 @@ def test_it_rotates_the_demo_keys_on_request(settings, world):
     assert api_key_authenticate(secret=rotated["api_key"]).ok
 
 
+def test_it_makes_a_demo_grant_that_has_ended_valid_again(settings, world):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.keys.auth import api_key_authenticate
+
+    first = json.loads(seed(settings, "--json"))
+    long_ago = timezone.localdate() - dt.timedelta(days=400)
+    Grant.objects.filter(identifier="demo-grant").update(
+        valid_from=long_ago, valid_until=long_ago + dt.timedelta(days=365)
+    )
+    assert not api_key_authenticate(secret=first["api_key"]).ok
+    rotated = json.loads(seed(settings, "--json", "--rotate"))
+    assert api_key_authenticate(secret=rotated["api_key"]).ok
+
+
 def test_it_changes_a_demo_users_role_back(settings, world):
     seed(settings, "--json")
     Membership.objects.filter(user__username="demo-user").update(role="manager")
