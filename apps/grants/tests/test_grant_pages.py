@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
+
+from apps.grants.models import Grant
 
 pytestmark = pytest.mark.django_db
 
@@ -48,3 +52,26 @@ def test_it_sends_anonymous_visitors_to_sign_in(client, world):
     response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
+
+
+def test_it_links_each_tile_to_key_creation_for_that_grant(client, world):
+    client.force_login(world.bob)
+    body = client.get(reverse("grants:list")).content.decode()
+    link = f'href="{reverse("keys:create")}?grant={world.grant.public_id}"'
+    assert link in body and "Generate API key" in body
+    # …and the key creation page it opens has that grant chosen.
+    page = client.get(f"{reverse('keys:create')}?grant={world.grant.public_id}")
+    assert page.context["form"]["grant"].value() == str(world.grant.public_id)
+
+
+def test_it_offers_no_new_keys_for_a_grant_that_has_ended(client, world):
+    today = timezone.localdate()
+    Grant.objects.filter(pk=world.grant.pk).update(
+        valid_from=today - dt.timedelta(days=40), valid_until=today - dt.timedelta(days=1)
+    )
+    client.force_login(world.bob)
+    tiles = client.get(reverse("grants:list")).content.decode()
+    assert "alice-grant" in tiles and "Generate API key" not in tiles and "ended" in tiles
+    detail = client.get(reverse("grants:detail", args=[world.grant.public_id])).content.decode()
+    assert 'data-testid="generate-key"' not in detail
+    assert 'data-testid="no-new-keys"' in detail
