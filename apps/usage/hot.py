@@ -21,7 +21,7 @@ import weakref
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from psycopg import AsyncConnection, Error
+from psycopg import AsyncConnection, AsyncCursor, Error
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
@@ -48,6 +48,12 @@ def on_event_loop() -> bool:
     return connection.vendor == "postgresql"
 
 
+class _Connection(AsyncConnection):
+    """A connection of the pool, with the one cursor all its holds and settlements use."""
+
+    hot_cursor: AsyncCursor
+
+
 def _conninfo() -> str:
     db = connection.settings_dict
     options = {
@@ -63,14 +69,16 @@ def _conninfo() -> str:
 async def _open(loop: asyncio.AbstractEventLoop) -> AsyncConnectionPool:
     opened: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
 
-    async def configure(conn: AsyncConnection) -> None:
+    async def configure(conn: _Connection) -> None:
         opened.add(conn)
         await conn.execute(sql.FUNCTIONS)
+        conn.hot_cursor = conn.cursor()
 
     pool = AsyncConnectionPool(
         _conninfo(),
         min_size=1,
         max_size=settings.GATEWAY_DB_POOL_SIZE,
+        connection_class=_Connection,
         kwargs={"autocommit": True},
         configure=configure,
         open=False,
@@ -113,9 +121,20 @@ async def _pool() -> AsyncConnectionPool:
         raise
 
 
-async def _run(conn: AsyncConnection, sequence: steps.Sequence, cursor=None):
+async def _on_pool(sequence: steps.Sequence):
+    """Drive ``sequence`` on a connection of this loop's pool. (Its ``connection()`` context
+    would add a generator context and a commit check per use.)"""
+    pool = await _pool()
+    conn = await pool.getconn()
+    try:
+        return await _run(conn, sequence)
+    finally:
+        await pool.putconn(conn)
+
+
+async def _run(conn: _Connection, sequence: steps.Sequence):
     """Drive a sequence of ``apps.usage.steps`` on one connection (one cursor)."""
-    cursor = cursor or conn.cursor()
+    cursor = conn.hot_cursor
     result = None
     while True:
         try:
@@ -125,7 +144,7 @@ async def _run(conn: AsyncConnection, sequence: steps.Sequence, cursor=None):
         if isinstance(item, steps.Atomic):
             try:
                 async with conn.transaction():
-                    result = await _run(conn, item.sequence, cursor)
+                    result = await _run(conn, item.sequence)
             except steps.Refused as refused:
                 result = refused.limit
             continue
@@ -169,9 +188,9 @@ async def ahold_place(
         place = sync_to_async(hold_place, thread_sensitive=False)
         return await place(**args, allow_partial=allow_partial)
     hold = hold_new(**args)
-    async with (await _pool()).connection() as conn:
-        placing = steps.place(hold, allow_partial=allow_partial, reserve=steps.reserve_by_call)
-        return await _run(conn, placing)
+    return await _on_pool(
+        steps.place(hold, allow_partial=allow_partial, reserve=steps.reserve_by_call)
+    )
 
 
 async def ahold_settle(
@@ -200,7 +219,4 @@ async def ahold_settle(
     check_settlement(
         outcome, latency_ms, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
     )
-    async with (await _pool()).connection() as conn:
-        return await _run(
-            conn, steps.settle_by_call(hold_id=hold_id, report_for=report_for, **usage)
-        )
+    return await _on_pool(steps.settle_by_call(hold_id=hold_id, report_for=report_for, **usage))

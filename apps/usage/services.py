@@ -169,8 +169,12 @@ def hold_place(
     return _run(steps.place(hold, allow_partial=allow_partial))
 
 
+# Outcome.values builds its list anew on every read; a settlement checks it once per request.
+_OUTCOMES = frozenset(Outcome.values)
+
+
 def check_settlement(outcome: str, latency_ms: int, **tokens: int) -> None:
-    if outcome not in Outcome.values:
+    if outcome not in _OUTCOMES:
         raise ValueError(f"Unknown outcome {outcome!r}; known: {', '.join(Outcome.values)}")
     for name, value in {"latency_ms": latency_ms, **tokens}.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
