@@ -160,7 +160,7 @@ async def _call(cursor, call: steps.Call):
         await cursor.execute(call.statement, call.params)
     except Error as exc:
         if exc.sqlstate == sql.REFUSED:
-            return steps.Refused(Limit(exc.diag.message_primary))
+            return steps.Refused(Limit(exc.diag.message_detail))
         if exc.sqlstate == sql.NOT_FOUND:
             raise NotFound(exc.diag.message_primary) from None
         raise

@@ -4,7 +4,9 @@ Every request runs a hold, a settlement and a status read — about a dozen stat
 them through the ORM costs far more CPU than running them (``resolve_expression`` and
 ``compile`` of conditional expressions take most of the time), and the gateway may add at most
 2 ms to a request, so they are plain SQL here, in the dialect PostgreSQL and SQLite share.
-The rules behind them are in ``apps.usage.services``; the tests run every one of them.
+The rules behind them are in ``apps.usage.services``; the tests run every one of them. On
+PostgreSQL the gateway runs them inside two PL/pgSQL functions made of these texts (``FUNCTIONS``,
+below), one round trip per hold and per settlement.
 
 - ``CAST(%(x)s AS NUMERIC)``: a credit parameter is a number on both databases (SQLite would
   otherwise compare it as text).
@@ -141,8 +143,8 @@ WHERE k.id = %(key)s AND k.grant_id = %(grant)s"""
 # (no column starts with "_"). The functions are temporary, created on every connection of the
 # gateway's pool (``apps.usage.hot``), so they always are these texts. A call is one
 # statement, hence one transaction; a refusal raises REFUSED, which rolls all of it back, as
-# ``steps.Atomic`` does.
-REFUSED = "AV429"  # a budget has no room; the message is its Limit
+# ``steps.Atomic`` does (and is logged by the server as an ERROR, like any failed statement).
+REFUSED = "AV429"  # a budget has no room; the detail is its Limit
 NOT_FOUND = "AV404"  # the key does not belong to the grant
 NOT_FOUND_MESSAGE = "This API key does not belong to this grant."
 
@@ -152,8 +154,13 @@ def _plpgsql(statement: str, **names: str) -> str:
     return re.sub(r"%\((\w+)\)s", lambda match: names.get(match[1], f"_{match[1]}"), statement)
 
 
-def _raise(state: str, message: str) -> str:
-    return f"RAISE EXCEPTION USING ERRCODE = '{state}', MESSAGE = '{message}'"
+def _raise(state: str, message: str, detail: str = "") -> str:
+    message, detail = (text.replace("'", "''") for text in (message, detail))
+    return f"RAISE EXCEPTION USING ERRCODE = '{state}', MESSAGE = '{message}', DETAIL = '{detail}'"
+
+
+def _refuse(limit: Limit) -> str:
+    return _raise(REFUSED, f"Anvil credit hold refused by the {limit} budget", limit)
 
 
 def _call(function: str, arguments: str) -> str:
@@ -169,7 +176,7 @@ def _hold_month_counter(update: str, insert: str, limit: Limit) -> str:
   IF NOT FOUND THEN
     {_plpgsql(insert)};
     {_plpgsql(update)};
-    IF NOT FOUND THEN {_raise(REFUSED, limit)}; END IF;
+    IF NOT FOUND THEN {_refuse(limit)}; END IF;
   END IF;"""
 
 
@@ -186,12 +193,12 @@ LANGUAGE plpgsql AS $$
 DECLARE _id bigint;
 BEGIN
   {_plpgsql(HOLD_KEY_TOTAL)};
-  IF NOT FOUND THEN {_raise(REFUSED, Limit.KEY_TOTAL)}; END IF;
+  IF NOT FOUND THEN {_refuse(Limit.KEY_TOTAL)}; END IF;
   {_hold_month_counter(HOLD_KEY_MONTHLY, KEY_MONTH_COUNTER_INSERT, Limit.KEY_MONTHLY)}
   {_hold_month_counter(HOLD_MEMBER_MONTHLY, MEMBER_MONTH_COUNTER_INSERT, Limit.MEMBER_MONTHLY)}
   {_plpgsql(HOLD_INSERT, api_key_id="_key", grant_id="_grant", user_id="_user")} INTO _id;
   {_plpgsql(HOLD_GRANT)};
-  IF NOT FOUND THEN {_raise(REFUSED, Limit.GRANT)}; END IF;
+  IF NOT FOUND THEN {_refuse(Limit.GRANT)}; END IF;
   RETURN _id;
 END $$"""
 RESERVE_CALL = _call("anvil_hold_reserve", _RESERVE_ARGUMENTS)
