@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.catalog.models import CatalogModel
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
@@ -46,7 +45,7 @@ def _missing_key() -> GatewayError:
 
 def _accepted(result: AuthResult) -> ApiKey:
     if not result.ok:
-        raise GatewayError(result.status, result.message, code="invalid_api_key")
+        raise GatewayError(result.status, result.message, code=result.code)
     return result.key
 
 
@@ -136,9 +135,7 @@ def _hold_args(*, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: i
         "grant_id": key.grant_id,
         "user_id": key.owner_id,
         # prices from the in-memory catalog: no query for the model row
-        "catalog_model": CatalogModel(
-            pk=model.id, prompt_price=model.prompt_price, completion_price=model.completion_price
-        ),
+        "catalog_model": model,
         "prompt_tokens": prompt.upper_bound,
         "max_completion_tokens": budget,
         "allow_partial": settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings",

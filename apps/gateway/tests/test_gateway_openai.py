@@ -282,7 +282,28 @@ def test_it_refuses_a_management_key_for_inference(gateway):
     from apps.keys.services import management_key_create
 
     _, secret = management_key_create(owner=gateway.world.bob, name="mgmt")
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.PermissionDeniedError) as info:
         gateway.client(secret=secret).chat.completions.create(model="chat-small", messages=HELLO)
+    assert info.value.body["code"] == "wrong_key_kind"
     with pytest.raises(openai.PermissionDeniedError):
         gateway.client(secret=secret).models.list()
+
+
+def test_it_refuses_a_key_of_a_grant_that_has_ended_and_charges_nothing(gateway):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.grants.models import Grant
+    from apps.keys.services import api_keys_forget_grant
+
+    yesterday = timezone.localdate() - dt.timedelta(days=1)
+    Grant.objects.filter(pk=gateway.world.grant.pk).update(
+        valid_from=yesterday - dt.timedelta(days=30), valid_until=yesterday
+    )
+    api_keys_forget_grant(grant=gateway.world.grant)
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        gateway.client().chat.completions.create(model="chat-small", messages=HELLO)
+    assert info.value.body["code"] == "grant_not_valid"
+    assert f"ended on {yesterday:%Y-%m-%d}" in info.value.body["message"]
+    assert not LedgerEntry.objects.exists()
