@@ -31,7 +31,7 @@ from asgiref.sync import ThreadSensitiveContext
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
+from django.urls import Resolver404, get_resolver, set_script_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,25 @@ GATEWAY_PATHS = frozenset(
         "/api/health",
     }
 )
+
+
+_VIEWS: dict[str, object] | None = None
+
+
+def _views() -> dict[str, object]:
+    """path_info → view of the gateway's URLs, resolved once through the URLconf (the same
+    views ``reverse`` knows), so a request costs a dict lookup instead of walking the
+    resolver's patterns."""
+    global _VIEWS
+    if _VIEWS is None:
+        resolver, views = get_resolver(), {}
+        for path in GATEWAY_PATHS:
+            try:
+                views[path] = resolver.resolve(path).func
+            except Resolver404:
+                continue
+        _VIEWS = views
+    return _VIEWS
 
 
 def is_gateway_path(scope: dict) -> bool:
@@ -68,7 +87,12 @@ class GatewayHandler(ASGIHandler):
 
     async def _checked_get_response(self, request):
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware did (DisallowedHost → 400)
-        return await self._get_response_async(request)
+        view = _views().get(request.path_info)
+        if view is None:  # a URLconf without the gateway's paths: Django's own way
+            return await self._get_response_async(request)
+        response = await view(request)
+        self.check_response(response, view)
+        return response
 
     async def __call__(self, scope, receive, send):
         async with ThreadSensitiveContext():
@@ -125,10 +149,18 @@ class GatewayHandler(ASGIHandler):
         body_file.close()
 
     async def send_response(self, response, send):
-        if response.streaming and response.is_async:
-            await self._send_stream(response, send)
-        else:
-            await super().send_response(response, send)
+        if response.streaming:
+            if response.is_async:
+                await self._send_stream(response, send)
+            else:
+                await super().send_response(response, send)
+            return
+        # One message for the headers and one for the body (Django's chunking into
+        # 64 KiB messages buys nothing here: uvicorn writes the body to the socket either way).
+        start = {"type": "http.response.start", "status": response.status_code}
+        start["headers"] = _headers(response)
+        await send(start)
+        await send({"type": "http.response.body", "body": response.content})
 
     async def _send_stream(self, response, send):
         """Each event goes out in one message as it comes (events are far below chunk_size)."""
@@ -153,11 +185,11 @@ SECURITY_HEADERS = (
 
 
 def _finish_headers(response) -> None:
+    headers = response.headers
     for name, value in SECURITY_HEADERS:
-        if name not in response:
-            response[name] = value
-    if not response.streaming and "Content-Length" not in response:
-        response["Content-Length"] = str(len(response.content))
+        headers.setdefault(name, value)
+    if not response.streaming and "Content-Length" not in headers:
+        headers["Content-Length"] = str(len(response.content))
 
 
 def _headers(response) -> list[tuple[bytes, bytes]]:
