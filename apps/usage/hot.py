@@ -33,7 +33,7 @@ from apps.usage.services import (
     DEFAULT_HOLD_TTL_SECONDS,
     PricedModel,
     check_settlement,
-    hold_new,
+    hold_fields,
     hold_place,
     hold_settle_reported,
 )
@@ -177,7 +177,7 @@ async def ahold_place(
     max_completion_tokens: int,
     allow_partial: bool = False,
     ttl_seconds: int = DEFAULT_HOLD_TTL_SECONDS,
-) -> Hold:
+) -> Hold | steps.HoldDraft:
     """``services.hold_place`` for async code (with the model or a copy of it, not its id)."""
     args = {
         "api_key_id": api_key_id, "grant_id": grant_id, "user_id": user_id,
@@ -187,7 +187,7 @@ async def ahold_place(
     if not on_event_loop():
         place = sync_to_async(hold_place, thread_sensitive=False)
         return await place(**args, allow_partial=allow_partial)
-    hold = hold_new(**args)
+    hold = steps.HoldDraft(**hold_fields(**args))
     return await _on_pool(
         steps.place(hold, allow_partial=allow_partial, reserve=steps.reserve_by_call)
     )

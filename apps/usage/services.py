@@ -120,11 +120,19 @@ def hold_new(
     *, api_key_id: int, grant_id: int, user_id: int, catalog_model: PricedModel,
     prompt_tokens: int, max_completion_tokens: int, ttl_seconds: int,
 ) -> Hold:  # fmt: skip
-    """The unsaved hold ``hold_place`` and ``hot.ahold_place`` place."""
+    """The unsaved hold ``hold_place`` places."""
+    return Hold(**hold_fields(**locals()))
+
+
+def hold_fields(
+    *, api_key_id: int, grant_id: int, user_id: int, catalog_model: PricedModel,
+    prompt_tokens: int, max_completion_tokens: int, ttl_seconds: int,
+) -> dict:  # fmt: skip
+    """The fields of a new hold (``hold_new``; ``hot.ahold_place`` makes a ``HoldDraft``)."""
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
         raise ValueError(f"ttl_seconds must be a positive integer, not {ttl_seconds!r}")
     now = timezone.now()
-    return Hold(
+    return dict(
         api_key_id=api_key_id,
         user_id=user_id,
         grant_id=grant_id,

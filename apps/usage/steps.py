@@ -68,12 +68,62 @@ class Refused(Exception):
         self.limit = limit
 
 
+@dataclass(slots=True)
+class HoldDraft:
+    """A hold as the sequences read and fill it, without a Django model instance (building a
+    ``Hold`` costs about 0.1 ms of CPU, which the gateway pays on every request). Has the
+    attributes of ``Hold`` that ``place`` and ``reserve_by_call`` use."""
+
+    api_key_id: int
+    user_id: int
+    grant_id: int
+    model_id: int
+    period: str
+    prompt_tokens: int
+    max_completion_tokens: int
+    prompt_price: Decimal
+    completion_price: Decimal
+    created: dt.datetime
+    expires_at: dt.datetime
+    amount: Decimal = Decimal(0)
+    pk: int | None = None
+
+    @property
+    def id(self) -> int | None:
+        return self.pk
+
+
+@dataclass(frozen=True, slots=True)
+class SettledEntry:
+    """A ledger row as ``settle_by_call`` wrote it: the attributes of ``LedgerEntry`` without
+    building a model instance (about 0.1 ms of CPU per request)."""
+
+    pk: int
+    created: dt.datetime
+    api_key_id: int
+    user_id: int
+    grant_id: int
+    model_id: int
+    period: str
+    prompt_tokens: int
+    completion_tokens: int
+    credits: Decimal
+    outcome: str
+    latency_ms: int
+    estimated: bool
+    capped: bool
+
+    @property
+    def id(self) -> int:
+        return self.pk
+
+
 @dataclass(frozen=True)
 class Settlement:
     """A settled request: its ledger row (None when the hold was already settled or swept)
     and its four budgets right after, read in the settlement's transaction."""
 
-    entry: LedgerEntry | None
+    entry: LedgerEntry | SettledEntry | None
     status: BudgetStatus
 
 
@@ -166,8 +216,8 @@ def place(hold: Hold, *, allow_partial: bool, reserve=reserve_atomically) -> Seq
             completion_price=hold.completion_price,
         )
         refused = yield from reserve(hold, max(hold.amount, CREDIT_QUANTUM))
-        if isinstance(refused, Hold):
-            return refused
+        if not isinstance(refused, Limit):
+            return refused  # the hold, placed
         hold.pk = None
         budgets = yield from status(
             api_key_id=hold.api_key_id, grant_id=hold.grant_id, user_id=hold.user_id,
@@ -286,7 +336,7 @@ def settle_by_call(*, hold_id: int, report_for: dict, **usage) -> Sequence:
         _missing(hold_id, sql.RELEASES[name])
     if entry_id is None:
         return Settlement(None, status_from_row(report_period, row[9:]))
-    entry = LedgerEntry(
+    entry = SettledEntry(
         pk=entry_id, created=now, api_key_id=api_key_id, user_id=user_id, grant_id=grant_id,
         model_id=model_id, period=period, credits=charge, capped=capped, **usage,
     )  # fmt: skip
