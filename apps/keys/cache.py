@@ -6,26 +6,26 @@ new limits) its entry is replaced by a tombstone after the transaction commits. 
 entries are written with ``add`` (only where nothing is), so a request that read the key just
 before the change can not put the stale row back over the tombstone.
 
-With Redis this module talks to it through one process-wide connection pool (and one async
-client per event loop) rather than through ``django.core.cache.cache``: Django's caches are
-context-local, so under ASGI every request built a new cache object and opened a new Redis
-connection. Entries keep Django's key format and serialisation (``KEY_PREFIX:1:key``,
+With Redis this module talks to it through one process-wide connection pool (sync code) and
+the event loop's pipelined connection of :mod:`apps.core.resp` (async code: a small fraction
+of redis-py's CPU per command) rather than through ``django.core.cache.cache``: Django's
+caches are context-local, so under ASGI every request built a new cache object and opened a
+new Redis connection. Entries keep Django's key format and serialisation (``KEY_PREFIX:1:key``,
 pickled), so Django's cache API reads and clears them as before.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import weakref
 
 import redis
-import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import transaction
+
+from apps.core import resp
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,7 @@ MANAGEMENT_KIND = "management"
 _serializer = RedisSerializer()
 _lock = threading.Lock()
 _sync_clients: dict[str, redis.Redis] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = (
-    weakref.WeakKeyDictionary()
-)
+_READ_TIMEOUT = 2  # seconds; as the sync client's socket timeout
 
 
 def cache_key(*, kind: str, lookup_prefix: str) -> str:
@@ -79,16 +77,6 @@ def _sync_client(location: str) -> redis.Redis:
     return client
 
 
-def _async_client(location: str) -> redis.asyncio.Redis:
-    loop = asyncio.get_running_loop()
-    clients = _async_clients.setdefault(loop, {})
-    client = clients.get(location)
-    if client is None:
-        client = redis.asyncio.Redis.from_url(location, **_client_options())
-        clients[location] = client
-    return client
-
-
 def _entry(raw):
     return None if raw is None else _serializer.loads(raw)
 
@@ -104,7 +92,8 @@ async def _aget(key: str):
     location = _redis_location()
     if location is None:
         return cache.get(key)  # in-process memory: no I/O
-    return _entry(await _async_client(location).get(_stored_name(key)))
+    name = _stored_name(key)
+    return _entry(await resp.client(location).execute("GET", name, timeout=_READ_TIMEOUT))
 
 
 def _add(key: str, value) -> None:
@@ -120,9 +109,8 @@ async def _aadd(key: str, value) -> None:
     if location is None:
         cache.add(key, value, _timeout())
         return
-    await _async_client(location).set(
-        _stored_name(key), _serializer.dumps(value), ex=_timeout(), nx=True
-    )
+    command = ("SET", _stored_name(key), _serializer.dumps(value), "EX", _timeout(), "NX")
+    await resp.client(location).execute(*command, timeout=_READ_TIMEOUT)
 
 
 def _set(key: str, value) -> None:

@@ -155,6 +155,17 @@ def test_it_keeps_working_when_the_cache_is_down(alice_key):
         assert api_key_authenticate(secret=secret).ok
 
 
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_working_from_async_code_when_the_cache_redis_is_down(alice_key, settings):
+    key, secret = alice_key
+    nothing_listens = "redis://127.0.0.1:1/0"
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": nothing_listens}}
+    authenticate = async_to_sync(aapi_key_authenticate)
+    assert authenticate(secret=secret).key.pk == key.pk
+    assert authenticate(secret=secret).key.pk == key.pk  # not cached, still served
+
+
 def test_it_keeps_the_owners_password_hash_out_of_the_cache(alice_key):
     key, secret = alice_key
     api_key_authenticate(secret=secret)
