@@ -49,8 +49,10 @@ slot it had just been given. If a cancellation interrupts a ``leave`` round trip
 again from a background task (it is idempotent: tokens are unique and never reused); if Redis
 is unreachable the lease expiry frees the slot instead.
 
-Connections: one ``redis.asyncio`` client (its own connection pool), pub/sub listener and
-heartbeat per event loop — asyncio connections cannot cross loops.
+Connections, per event loop (asyncio connections cannot cross loops): the scripts run on the
+loop's pipelined connection of :mod:`apps.core.resp` (``EVALSHA``, ``EVAL`` when Redis does
+not know a script yet; a small fraction of redis-py's CPU per call), shared with the key cache;
+the pub/sub listener keeps a ``redis.asyncio`` client of its own; one heartbeat task.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from apps.core import resp
 from apps.gateway.slots import QueueFull, SlotsUnavailable, retry_after
 
 logger = logging.getLogger(__name__)
@@ -173,6 +176,8 @@ return redis.call('DEL', held, waiting, owners, rotation, limit)
 """,
 }
 
+_RUNNERS = {name: resp.Script(source) for name, source in _SCRIPTS.items()}
+
 _UNREACHABLE = "The concurrency limiter's Redis is unreachable."
 
 
@@ -190,13 +195,13 @@ class _Ticket:
 
 
 class _LoopState:
-    """What belongs to one event loop: client and pool, scripts, this loop's waiting and
-    held tokens, the pub/sub listener and the heartbeat."""
+    """What belongs to one event loop: the connection the scripts run on, this loop's
+    waiting and held tokens, the pub/sub client and listener, the heartbeat."""
 
     def __init__(self, owner: RedisSlots) -> None:
         self.owner = owner
-        self.client = aioredis.Redis.from_url(owner.url)
-        self.scripts = {name: self.client.register_script(s) for name, s in _SCRIPTS.items()}
+        self.connection = resp.client(owner.url)  # shared; closed when the loop shuts down
+        self.client = aioredis.Redis.from_url(owner.url)  # pub/sub only
         self.waiters: dict[str, asyncio.Future] = {}
         self.tokens: dict[str, dict[str, bool]] = {}  # model → token → held (False: waiting)
         self.subscribed = asyncio.Event()
@@ -207,7 +212,7 @@ class _LoopState:
 
     async def run(self, script: str, model: str, *args: object) -> list[int]:
         keys = self.owner.keys(model)
-        return await self.scripts[script](keys=keys.keys, args=(*keys.args, *args))
+        return await _RUNNERS[script](self.connection, keys.keys, (*keys.args, *args))
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

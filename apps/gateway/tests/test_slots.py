@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
+from apps.core import resp
 from apps.gateway.slots import (
     QueueFull,
     model_slot,
@@ -358,7 +358,7 @@ def test_it_applies_a_changed_max_concurrency_on_the_next_request(backend):
 
 def test_it_takes_and_returns_a_free_slot_in_one_round_trip_each(redis_backend, monkeypatch):
     commands = []
-    original = aioredis.Redis.execute_command
+    original = resp.Client.execute
 
     async def counting(self, *args, **options):
         commands.append(args[0])
@@ -367,7 +367,7 @@ def test_it_takes_and_returns_a_free_slot_in_one_round_trip_each(redis_backend, 
     async def scenario():
         async with slot(redis_backend):  # the first use connects and loads the scripts
             pass
-        monkeypatch.setattr(aioredis.Redis, "execute_command", counting)
+        monkeypatch.setattr(resp.Client, "execute", counting)
         async with slot(redis_backend):
             after_acquire = list(commands)
         return after_acquire, commands
