@@ -9,7 +9,8 @@ steps synchronously, in one worker thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -17,10 +18,12 @@ from django.conf import settings
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
+from apps.gateway.slots import model_slot
 from apps.gateway.tokens import PromptSize
 from apps.keys.auth import AuthResult, aapi_key_authenticate, api_key_authenticate
 from apps.keys.models import ApiKey
-from apps.usage.hot import ahold_place, on_event_loop
+from apps.usage.hot import ahold_place, ahold_settle, on_event_loop
+from apps.usage.models import Outcome
 from apps.usage.services import hold_place
 
 # A hold outlives the longest request by this much; only a crashed process leaves it behind.
@@ -35,6 +38,7 @@ class Admission:
     prompt_estimate: int
     max_tokens: int | None  # what the backend is asked for; None when the client set none
     lowered: bool  # max_tokens was lowered to what the budget affords
+    slot: object = None  # the model's slot (slots.model_slot), released by ``async with``
 
 
 def _missing_key() -> GatewayError:
@@ -187,21 +191,78 @@ async def aadmit(
     prompt: PromptSize,
     max_tokens: int | None,
 ) -> Admission:
-    """``admit`` for the async views: on the event loop on PostgreSQL, else in one thread."""
+    """``admit`` for the async views: on the event loop on PostgreSQL, else in one thread.
+    The admission carries the model's slot (``slots.model_slot``; released by ``async with``
+    it): on PostgreSQL it is taken while the hold is placed, so it is held already (or
+    ``slots.QueueFull`` raised); on SQLite ``async with`` takes it after the hold."""
     request = {
         "secret": secret, "catalog": catalog, "endpoint": endpoint, "model_name": model_name,
         "prompt": prompt, "max_tokens": max_tokens,
     }  # fmt: skip
     if not on_event_loop():
-        return await sync_to_async(admit, thread_sensitive=False)(**request)
+        admission = await sync_to_async(admit, thread_sensitive=False)(**request)
+        return replace(admission, slot=_slot_for(admission.key, admission.model))
     key = await aauthenticate(secret)
     model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
     budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
     args = _hold_args(key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint)
-    try:
-        hold = await ahold_place(**args)
-    except ApplicationError as exc:
-        raise GatewayError.from_application_error(exc) from None
-    return _admission(
+    slot = _slot_for(key, model)
+    hold = await _ahold_taking(args, slot)
+    admission = _admission(
         key=key, model=model, prompt=prompt, budget=budget, max_tokens=max_tokens, hold=hold
     )
+    return replace(admission, slot=slot)
+
+
+def _slot_for(key: ApiKey, model: ServedModel):
+    return model_slot(
+        model=model.name,
+        max_concurrency=model.max_concurrency,
+        queue_size=model.queue_size,
+        grant_id=key.grant_id,
+    )
+
+
+async def _ahold(args: dict):
+    try:
+        return await ahold_place(**args)
+    except ApplicationError as exc:
+        raise GatewayError.from_application_error(exc) from None
+
+
+async def _ahold_taking(args: dict, slot):
+    """The hold and the model's slot at the same time (two round trips, to PostgreSQL and to
+    Redis, overlap instead of following each other). The errors keep their order: a refused
+    hold answers 429 whatever the slot said (the slot is given back, or its place in the
+    queue left); a full queue answers 503 after the hold is released at no charge."""
+    taking = asyncio.ensure_future(slot.acquire())
+    try:
+        hold = await _ahold(args)
+    except BaseException:
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+        await slot.__aexit__(None, None, None)  # a slot taken before the cancel is released
+        raise
+    try:
+        await taking
+    except BaseException as exc:
+        outcome = Outcome.CLIENT_DISCONNECTED
+        if not isinstance(exc, asyncio.CancelledError):
+            outcome = Outcome.CANCELLED
+        await _release_unused(args, hold, outcome)
+        raise
+    return hold
+
+
+async def _release_unused(args: dict, hold, outcome: str) -> None:
+    """Settle a hold whose request never reached the backend: no charge, one ledger row."""
+    owner = {name: args[name] for name in ("api_key_id", "grant_id", "user_id")}
+    unused = {"prompt_tokens": 0, "completion_tokens": 0, "latency_ms": 0, "estimated": False}
+    release = asyncio.ensure_future(
+        ahold_settle(hold_id=hold.id, **owner, **unused, outcome=outcome)
+    )
+    try:
+        await asyncio.shield(release)
+    except asyncio.CancelledError:
+        await release
+        raise

@@ -98,7 +98,11 @@ class _Slot:
         self._ticket: Any = None
         self._started = 0.0
 
-    async def __aenter__(self) -> _Slot:
+    async def acquire(self) -> None:
+        """Take the slot now (waiting in the queue if need be); ``async with`` the slot then
+        only releases it. Cancelled, it leaves the queue and holds nothing."""
+        if self._ticket is not None:
+            return
         self._ticket = await self._backend.acquire(
             model=self._model,
             grant=self._grant,
@@ -106,12 +110,15 @@ class _Slot:
             queue_size=self._queue,
         )
         self._started = time.monotonic()
+
+    async def __aenter__(self) -> _Slot:
+        await self.acquire()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        _record_hold(self._model, time.monotonic() - self._started)
         ticket, self._ticket = self._ticket, None
         if ticket is not None:
+            _record_hold(self._model, time.monotonic() - self._started)
             await self._backend.release(ticket)
 
 

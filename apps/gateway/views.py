@@ -19,7 +19,7 @@ from apps.gateway.admission import aadmit, aauthenticate
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.relay import relay_once, relay_stream
-from apps.gateway.slots import QueueFull, model_slot, slot_stats
+from apps.gateway.slots import QueueFull, slot_stats
 from apps.keys.auth import bearer_secret
 
 
@@ -65,22 +65,17 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
         await aauthenticate(secret)
         raise
     catalog = await current_catalog()
-    admission = await aadmit(
-        secret=secret,
-        catalog=catalog,
-        endpoint=endpoint.name,
-        model_name=model_name,
-        prompt=endpoint.prompt_size(body),
-        max_tokens=max_tokens,
-    )
-    upstream = _upstream_body(body, admission, stream)
-    slot = model_slot(
-        model=admission.model.name,
-        max_concurrency=admission.model.max_concurrency,
-        queue_size=admission.model.queue_size,
-        grant_id=admission.key.grant_id,
-    )
     try:
+        admission = await aadmit(
+            secret=secret,
+            catalog=catalog,
+            endpoint=endpoint.name,
+            model_name=model_name,
+            prompt=endpoint.prompt_size(body),
+            max_tokens=max_tokens,
+        )
+        upstream = _upstream_body(body, admission, stream)
+        slot = admission.slot
         if stream:
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await relay_stream(
@@ -94,7 +89,7 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
     except QueueFull as exc:
         raise GatewayError(
             503,
-            f"The model '{admission.model.name}' is busy and its queue is full; retry in "
+            f"The model '{model_name}' is busy and its queue is full; retry in "
             f"{exc.retry_after} s.",
             code="queue_full",
             headers={"Retry-After": str(exc.retry_after)},

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 
 import httpx
+import openai
 import pytest
+from asgiref.sync import async_to_sync
 
+from apps.gateway.slots import slot_stats
+from apps.keys.models import ApiKey
+from apps.keys.services import api_key_change_limits, api_key_create
+from apps.usage.models import Hold, LedgerEntry, Outcome
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +61,47 @@ def test_it_serves_two_queues_three_and_refuses_one(gateway):
     assert elapsed < 0.9 and int(headers["retry-after"]) >= 1
     assert sorted(r[0] for r in results) == [200] * 5 + [503]
     assert devbackend_stats(gateway.backend_url)["max_in_flight"] == 2
+    # the refused request's hold was released at no charge, with a row saying so
+    assert not Hold.objects.exists()
+    rows = sorted(LedgerEntry.objects.values_list("outcome", "credits"))
+    assert [outcome for outcome, _ in rows] == [Outcome.CANCELLED] + [Outcome.OK] * 5
+    assert rows[0][1] == 0 and all(credits > 0 for _, credits in rows[1:])
+    assert ApiKey.objects.get(pk=gateway.key.pk).credits_held == 0
+
+
+def test_a_refused_hold_gives_the_slot_back_and_a_full_queue_gives_the_hold_back(gateway):
+    # The hold and the slot are taken at the same time; whichever fails, the other is undone.
+    gateway.add_model(
+        "single", upstream="chat-small@latency-ms=800", max_concurrency=1, queue_size=0
+    )
+    poor = api_key_create(grant=gateway.world.grant, owner=gateway.world.bob, name="poor")
+    api_key_change_limits(key=poor[0], monthly_limit=None, total_limit=Decimal("0.000001"))
+    hello = [{"role": "user", "content": "Hi"}]
+
+    for _ in range(3):  # refused by its budget: 429, and the only slot is not kept
+        with pytest.raises(openai.RateLimitError) as info:
+            gateway.client(secret=poor[1]).chat.completions.create(
+                model="single", messages=hello, max_tokens=4
+            )
+        assert info.value.body["code"] == "insufficient_quota"
+    assert async_to_sync(slot_stats)("single") == {"in_flight": 0, "queued": 0}
+
+    async def busy_then_one_more():
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = asyncio.create_task(post(client, gateway, "single"))
+            while (await slot_stats("single"))["in_flight"] == 0:
+                await asyncio.sleep(0.01)
+            second = await post(client, gateway, "single")  # the queue holds nobody: 503
+            return await first, second
+
+    first, second = asyncio.run(busy_then_one_more())
+    assert (first[0], second[0]) == (200, 503)
+    assert not Hold.objects.exists()
+    key = ApiKey.objects.get(pk=gateway.key.pk)
+    assert key.credits_held == 0
+    assert key.credits_used == LedgerEntry.objects.get(outcome=Outcome.OK).credits
+    assert LedgerEntry.objects.get(outcome=Outcome.CANCELLED).credits == 0
+    assert async_to_sync(slot_stats)("single") == {"in_flight": 0, "queued": 0}
 
 
 def test_it_gives_slots_back_after_failures_and_disconnects(gateway):
