@@ -104,6 +104,9 @@ class _Protocol(asyncio.Protocol):
             else:
                 future.set_result(reply)
 
+    def eof_received(self) -> None:
+        self.lost = True  # the server closed: the next command opens a new connection
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         while self.pending:
@@ -144,7 +147,7 @@ class Client:
         """Send one command and return its reply (bytes, int, list, None); ``timeout``
         bounds the wait for the reply, in seconds."""
         protocol = self._protocol
-        if protocol is None or protocol.lost:
+        if protocol is None or protocol.lost or protocol.transport.is_closing():
             protocol = await self._connect()
         return await protocol.send(hiredis.pack_command(args), timeout)
 
@@ -195,8 +198,9 @@ class Client:
                 setup.append(protocol.send(hiredis.pack_command(("AUTH", *credentials)), None))
             if options.get("db"):
                 setup.append(protocol.send(hiredis.pack_command(("SELECT", options["db"])), None))
-            for future in setup:
-                await future
+            for outcome in await asyncio.gather(*setup, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:
             protocol.close()
             raise

@@ -196,3 +196,17 @@ def test_it_closes_its_connection_when_the_loop_ends(url, other):
         time.sleep(0.01)
     else:
         pytest.fail("the connection is still open")
+
+
+def test_it_reconnects_when_redis_closed_the_idle_connection(url, other):
+    other_client, _ = other
+
+    async def scenario():
+        client = resp.client(url)
+        before = await client.execute("CLIENT", "ID")
+        other_client.client_kill_filter(_id=before)
+        await asyncio.sleep(0.05)  # the loop reads the end of the connection
+        return before, await client.execute("CLIENT", "ID")
+
+    before, after = uvloop.run(scenario())
+    assert after != before
