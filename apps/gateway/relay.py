@@ -160,6 +160,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
                     tally.outcome = Outcome.BACKEND_ERROR
                     raise await _error_from_backend(response)
                 payload = json.loads(await response.read())
+            releasing = slot.release_soon()  # the slot's round trip overlaps the settlement's
             if not isinstance(payload, dict):
                 raise ValueError("the backend's answer is not a JSON object")
             tally.take_usage(payload.get("usage"))
@@ -178,6 +179,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
         raise
     payload["model"] = admission.model.name
     charged = await settle(tally)
+    await releasing
     answer = HttpResponse(json.dumps(payload), content_type="application/json")
     for name, value in credit_headers(charged, admission).items():
         answer[name] = value

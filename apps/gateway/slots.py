@@ -44,6 +44,7 @@ the number of slots, clamped to 1..60 s (1 s before anything has been measured).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any, Protocol
@@ -55,6 +56,7 @@ from apps.core.exceptions import ApplicationError
 DEFAULT_LEASE_SECONDS = 30.0
 _MAX_RETRY_AFTER = 60
 _hold_seconds: dict[str, float] = {}
+_releasing: set[asyncio.Future] = set()  # release_soon's tasks
 
 
 class QueueFull(ApplicationError):
@@ -120,6 +122,21 @@ class _Slot:
         if ticket is not None:
             _record_hold(self._model, time.monotonic() - self._started)
             await self._backend.release(ticket)
+
+    def release_soon(self) -> asyncio.Future:
+        """Start releasing the slot in a task of its own and return it (await it later), so
+        the release overlaps whatever the caller does next; ``async with`` then releases
+        nothing more. The task is never cancelled by the caller's cancellation."""
+        ticket, self._ticket = self._ticket, None
+        if ticket is None:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        _record_hold(self._model, time.monotonic() - self._started)
+        task = asyncio.ensure_future(self._backend.release(ticket))
+        _releasing.add(task)  # a strong reference until it is done, awaited or not
+        task.add_done_callback(_releasing.discard)
+        return task
 
 
 def model_slot(
