@@ -233,3 +233,7 @@ GATEWAY_PARTIAL_MAX_TOKENS = env_bool("GATEWAY_PARTIAL_MAX_TOKENS", True)
 # PostgreSQL connections per process for the gateway's credit holds and settlements, which
 # run on the event loop (apps.usage.hot); a request holds one for a transaction's length.
 GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 10, minimum=1)
+# Wait for a credit hold's commit to reach the disk (true), or not (false: about 0.2 ms less per
+# request; a database crash can then lose holds of requests in flight, which are then served
+# without charge). Settlements, which write the ledger, always wait. PostgreSQL only.
+GATEWAY_DURABLE_HOLDS = env_bool("GATEWAY_DURABLE_HOLDS", False)

@@ -71,7 +71,7 @@ async def _open(loop: asyncio.AbstractEventLoop) -> AsyncConnectionPool:
 
     async def configure(conn: _Connection) -> None:
         opened.add(conn)
-        await conn.execute(sql.FUNCTIONS)
+        await conn.execute(sql.functions(durable_holds=settings.GATEWAY_DURABLE_HOLDS))
         conn.hot_cursor = conn.cursor()
 
     pool = AsyncConnectionPool(

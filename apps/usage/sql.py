@@ -192,6 +192,7 @@ CREATE FUNCTION pg_temp.anvil_hold_reserve({_RESERVE_ARGUMENTS}) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE _id bigint;
 BEGIN
+  -- commit mode
   {_plpgsql(HOLD_KEY_TOTAL)};
   IF NOT FOUND THEN {_refuse(Limit.KEY_TOTAL)}; END IF;
   {_hold_month_counter(HOLD_KEY_MONTHLY, KEY_MONTH_COUNTER_INSERT, Limit.KEY_MONTHLY)}
@@ -278,6 +279,21 @@ BEGIN
 END $$"""
 SETTLE_CALL = _call("anvil_hold_settle", _SETTLE_ARGUMENTS)
 FUNCTIONS = f"{_RESERVE};\n{_SETTLE}"
+# A hold committed without waiting for its WAL flush (about 0.2 ms less per request here).
+# What a server crash can lose of it is only the hold itself, with its held amounts (one
+# transaction): the request's settlement then finds no hold, writes no row and charges
+# nothing. The settlement, which writes the ledger, always waits for the flush, and makes every
+# earlier commit durable with its own.
+_ASYNC_COMMIT = "PERFORM set_config('synchronous_commit', 'off', true);"
+
+
+def functions(*, durable_holds: bool) -> str:
+    """``FUNCTIONS``, the hold's commit waiting for its WAL flush or not
+    (settings.GATEWAY_DURABLE_HOLDS)."""
+    if durable_holds:
+        return FUNCTIONS
+    reserve = _RESERVE.replace("-- commit mode", _ASYNC_COMMIT)
+    return f"{reserve};\n{_SETTLE}"
 
 
 def execute(statement: str, params: dict) -> int:

@@ -301,3 +301,38 @@ def test_it_holds_and_settles_in_one_statement_each(world, monkeypatch):
     monkeypatch.setattr(AsyncCursor, "execute", counted)
     assert asyncio.run(requests()) == (1, 2)
     assert LedgerEntry.objects.count() == 2
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_hold_commits_without_waiting_for_the_disk_unless_durable_holds(world, durable):
+    # GATEWAY_DURABLE_HOLDS off: the hold's own transaction commits asynchronously; whatever
+    # runs after it on the connection (the settlement) is back to the server's setting.
+    from django.db import transaction
+
+    from apps.usage import sql, steps
+    from apps.usage.services import hold_fields
+
+    key = make_key(world)
+    owner = {"api_key_id": key.pk, "grant_id": key.grant_id, "user_id": key.owner_id}
+    request = {"prompt_tokens": 10, "max_completion_tokens": 10, "ttl_seconds": 60}
+    hold = steps.HoldDraft(**hold_fields(**owner, **request, catalog_model=world.chat_model))
+    hold.amount = Decimal("0.001")
+    call = next(steps.reserve_by_call(hold, hold.amount))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        server_setting = cursor.fetchone()[0]
+        cursor.execute(sql.functions(durable_holds=durable))
+        with transaction.atomic():
+            cursor.execute(call.statement, call.params)
+            assert cursor.fetchone()[0] > 0  # the hold's id
+            cursor.execute("SHOW synchronous_commit")
+            during = cursor.fetchone()[0]
+        cursor.execute("SHOW synchronous_commit")
+        after = cursor.fetchone()[0]
+        cursor.execute(
+            "DROP FUNCTION pg_temp.anvil_hold_reserve; DROP FUNCTION pg_temp.anvil_hold_settle"
+        )
+    assert server_setting == "on"
+    assert during == ("on" if durable else "off")
+    assert after == "on"
+    assert Hold.objects.get().amount == Decimal("0.001")
