@@ -185,6 +185,25 @@ def test_it_authenticates_from_async_code(alice_key, run_on_commit):
     assert authenticate(secret=secret).refusal == Refusal.REVOKED
 
 
+@pytest.mark.django_db(transaction=True)  # the async read after a miss is another thread's
+def test_it_sees_changes_at_once_from_async_code_though_it_reuses_decoded_entries(alice_key):
+    # The event loop reuses what it unpickled for the same stored bytes; a changed entry is
+    # other bytes, so new limits and a revoke are seen on the very next request.
+    key, secret = alice_key
+    authenticate = async_to_sync(aapi_key_authenticate)
+    assert authenticate(secret=secret).ok  # read from the database, then cached
+    first = authenticate(secret=secret).key
+    assert authenticate(secret=secret).key is first  # the same cached bytes, decoded once
+    api_key_change_limits(key=key, monthly_limit=Decimal("7"), total_limit=Decimal("9"))
+    result = authenticate(secret=secret)
+    assert result.ok, (result.refusal, result.message)
+    changed = result.key
+    assert (changed.monthly_limit, changed.total_limit) == (Decimal("7"), Decimal("9"))
+    assert first.monthly_limit is None  # the shared old copy was not changed in place
+    api_key_revoke(key=key)
+    assert authenticate(secret=secret).refusal == Refusal.REVOKED
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
