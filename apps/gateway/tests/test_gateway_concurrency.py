@@ -133,3 +133,36 @@ def test_it_gives_slots_back_after_failures_and_disconnects(gateway):
         time.sleep(0.05)
     assert async_to_sync(slot_stats)("slowpoke") == {"in_flight": 0, "queued": 0}
     assert async_to_sync(slot_stats)("fragile") == {"in_flight": 0, "queued": 0}
+
+
+def test_a_client_that_leaves_the_queue_frees_its_place_and_its_hold(gateway):
+    gateway.add_model(
+        "queued", upstream="chat-small@latency-ms=1500", max_concurrency=1, queue_size=2
+    )
+
+    async def one_served_one_leaving():
+        async with httpx.AsyncClient(timeout=30) as client:
+            served = asyncio.create_task(post(client, gateway, "queued"))
+            while (await slot_stats("queued"))["in_flight"] == 0:
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient(timeout=0.4) as impatient:
+                with pytest.raises(httpx.ReadTimeout):
+                    await post(impatient, gateway, "queued")
+            deadline = time.monotonic() + 1
+            while (await slot_stats("queued"))["queued"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            while_served = await slot_stats("queued")
+            return while_served, await served
+
+    while_served, served = asyncio.run(one_served_one_leaving())
+    assert while_served == {"in_flight": 1, "queued": 0}  # it left the queue at once
+    assert served[0] == 200
+    deadline = time.monotonic() + 3
+    while Hold.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not Hold.objects.exists()
+    rows = dict(LedgerEntry.objects.values_list("outcome", "credits"))
+    assert set(rows) == {Outcome.OK, Outcome.CLIENT_DISCONNECTED}
+    assert rows[Outcome.CLIENT_DISCONNECTED] == 0
+    assert ApiKey.objects.get(pk=gateway.key.pk).credits_held == 0
+    assert async_to_sync(slot_stats)("queued") == {"in_flight": 0, "queued": 0}
