@@ -61,10 +61,14 @@ def chat_prompt_size(body: dict) -> PromptSize:
 
 
 def completion_prompt_size(body: dict) -> PromptSize:
-    if "messages" in body:
-        return chat_prompt_size(body)
+    """The prompt's size; a chat body sent to /completions is served (and sized) as chat."""
     prompt = body.get("prompt", "")
-    prompts = prompt if isinstance(prompt, list) else [prompt]
+    # One prompt (a string or token ids) or a list of them (parsing.require_prompt).
+    prompts = (
+        prompt
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int)
+        else [prompt]
+    )
     size = sum(len(p.encode()) if isinstance(p, str) else len(p) for p in prompts)
     return PromptSize(text_bytes=size, messages=max(len(prompts), 1))
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from apps.gateway import parsing, tokens
 from apps.gateway.admission import aadmit, aauthenticate
@@ -41,6 +41,39 @@ EMBEDDINGS = Endpoint(
 )
 
 
+# The older quick-start posts a chat body to /completions; it is served as a chat completion.
+CHAT_AT_COMPLETIONS = Endpoint(
+    "completions", CHAT.path, parsing.require_messages, tokens.chat_prompt_size
+)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    endpoint: Endpoint
+    body: dict
+    model_name: str
+    stream: bool
+    wants_usage: bool  # stream_options.include_usage
+    max_tokens: int | None
+    prompt: tokens.PromptSize
+
+
+def parse(request, endpoint: Endpoint) -> Parsed:
+    """Everything Anvil reads from the body, checked; GatewayError (400, 413) for a bad one and
+    no other exception: the credit hold and the model's slot are taken after this."""
+    body = parsing.read_json_body(request)
+    if endpoint is COMPLETIONS and "messages" in body and "prompt" not in body:
+        endpoint = CHAT_AT_COMPLETIONS
+    model_name = parsing.require_model(body)
+    endpoint.validate(body)
+    stream = endpoint.streams and parsing.require_stream_flag(body)
+    wants_usage = endpoint.streams and parsing.stream_wants_usage(body)
+    max_tokens = parsing.optional_max_tokens(body)
+    return Parsed(
+        endpoint, body, model_name, stream, wants_usage, max_tokens, endpoint.prompt_size(body)
+    )
+
+
 def _secret(request) -> str | None:
     return bearer_secret(request.headers.get("authorization"))
 
@@ -55,15 +88,12 @@ async def serve(request, endpoint: Endpoint) -> HttpResponse:
 async def _serve(request, endpoint: Endpoint) -> HttpResponse:
     secret = _secret(request)
     try:
-        body = parsing.read_json_body(request)
-        model_name = parsing.require_model(body)
-        endpoint.validate(body)
-        stream = endpoint.streams and parsing.require_stream_flag(body)
-        max_tokens = parsing.optional_max_tokens(body)
+        parsed = parse(request, endpoint)
     except GatewayError:
         # An unknown key hears 401 whatever its body says.
         await aauthenticate(secret)
         raise
+    endpoint, model_name, stream = parsed.endpoint, parsed.model_name, parsed.stream
     catalog = await current_catalog()
     try:
         admission = await aadmit(
@@ -71,19 +101,18 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
             catalog=catalog,
             endpoint=endpoint.name,
             model_name=model_name,
-            prompt=endpoint.prompt_size(body),
-            max_tokens=max_tokens,
+            prompt=parsed.prompt,
+            max_tokens=parsed.max_tokens,
         )
-        upstream = _upstream_body(body, admission, stream)
+        upstream = _upstream_body(parsed.body, admission, stream)
         slot = admission.slot
         if stream:
-            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await relay_stream(
                 admission=admission,
                 path=endpoint.path,
                 body=upstream,
                 slot=slot,
-                client_wants_usage=wants_usage,
+                client_wants_usage=parsed.wants_usage,
             )
         return await relay_once(admission=admission, path=endpoint.path, body=upstream, slot=slot)
     except QueueFull as exc:
@@ -113,26 +142,41 @@ def _upstream_body(body: dict, admission, stream: bool) -> dict:
     return upstream
 
 
+def allow_only(method: str):
+    """Like Django's require_POST/require_GET, but the 405 in OpenAI's error shape (clients
+    read every gateway error there), with the Allow header."""
+
+    def decorate(view):
+        @wraps(view)
+        async def checked(request, *args, **kwargs):
+            if request.method != method:
+                return GatewayError(
+                    405,
+                    f"This endpoint takes {method} requests, not {request.method}.",
+                    code="method_not_allowed",
+                    headers={"Allow": method},
+                ).response()
+            return await view(request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
 @csrf_exempt
-@require_POST
+@allow_only("POST")
 async def chat_completions(request):
     return await serve(request, CHAT)
 
 
 @csrf_exempt
-@require_POST
+@allow_only("POST")
 async def completions(request):
-    # The older quick-start posts a chat body here; it is served as a chat completion.
-    endpoint = COMPLETIONS
-    if b'"messages"' in request.body and b'"prompt"' not in request.body:
-        endpoint = Endpoint(
-            "completions", CHAT.path, parsing.require_messages, tokens.chat_prompt_size
-        )
-    return await serve(request, endpoint)
+    return await serve(request, COMPLETIONS)
 
 
 @csrf_exempt
-@require_POST
+@allow_only("POST")
 async def embeddings(request):
     return await serve(request, EMBEDDINGS)
 
@@ -144,7 +188,7 @@ async def _key_or_error(request):
         return None, exc.response()
 
 
-@require_GET
+@allow_only("GET")
 async def model_list(request):
     key, error = await _key_or_error(request)
     if error:
@@ -159,7 +203,7 @@ async def model_list(request):
     return JsonResponse({"object": "list", "data": sorted(data, key=lambda m: m["id"])})
 
 
-@require_GET
+@allow_only("GET")
 async def model_list_plgrid(request):
     key, error = await _key_or_error(request)
     if error:
@@ -188,7 +232,7 @@ async def model_list_plgrid(request):
     return JsonResponse({"object": "list", "data": data})
 
 
-@require_GET
+@allow_only("GET")
 async def health(request):
     catalog = await current_catalog()
     name = request.GET.get("model")
