@@ -157,6 +157,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's defaults, with JSON nested too deeply answered 400 instead of a RecursionError.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Every API error as {"error": {"message", "type", "param", "code"}}.
     "EXCEPTION_HANDLER": "apps.api.errors.api_exception_handler",
 }
