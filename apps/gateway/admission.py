@@ -133,7 +133,11 @@ def completion_budget(
     return max_tokens if max_tokens is not None else room
 
 
-def _hold_args(*, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: int, endpoint: str):
+def _hold_args(
+    *, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: int, endpoint: str, choices: int
+):
+    """The hold: the prompt once, ``budget`` completion tokens for each of the ``choices``. With
+    several choices the hold is all or nothing (max_tokens is not lowered)."""
     return {
         "api_key_id": key.id,
         "grant_id": key.grant_id,
@@ -141,15 +145,20 @@ def _hold_args(*, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: i
         # prices from the in-memory catalog: no query for the model row
         "catalog_model": model,
         "prompt_tokens": prompt.upper_bound,
-        "max_completion_tokens": budget,
-        "allow_partial": settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings",
+        "max_completion_tokens": budget * choices,
+        "allow_partial": (
+            settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings" and choices == 1
+        ),
         "ttl_seconds": settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
     }
 
 
-def _admission(*, key, model, prompt: PromptSize, budget: int, max_tokens, hold) -> Admission:
-    lowered = hold.max_completion_tokens < budget
-    asked = hold.max_completion_tokens if (lowered or max_tokens is not None) else None
+def _admission(
+    *, key, model, prompt: PromptSize, budget: int, max_tokens, hold, choices: int = 1
+) -> Admission:
+    per_choice = hold.max_completion_tokens // choices
+    lowered = per_choice < budget
+    asked = per_choice if (lowered or max_tokens is not None) else None
     return Admission(
         key=key,
         model=model,
@@ -168,17 +177,26 @@ def admit(
     model_name: str,
     prompt: PromptSize,
     max_tokens: int | None,
+    choices: int = 1,
 ) -> Admission:
     key = authenticate(secret)
     model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
     budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
-    args = _hold_args(key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint)
+    args = _hold_args(
+        key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint, choices=choices
+    )
     try:
         hold = hold_place(**args)
     except ApplicationError as exc:
         raise GatewayError.from_application_error(exc) from None
     return _admission(
-        key=key, model=model, prompt=prompt, budget=budget, max_tokens=max_tokens, hold=hold
+        key=key,
+        model=model,
+        prompt=prompt,
+        budget=budget,
+        max_tokens=max_tokens,
+        hold=hold,
+        choices=choices,
     )
 
 
@@ -190,6 +208,7 @@ async def aadmit(
     model_name: str,
     prompt: PromptSize,
     max_tokens: int | None,
+    choices: int = 1,
 ) -> Admission:
     """``admit`` for the async views: on the event loop on PostgreSQL, else in one thread.
     The admission carries the model's slot (``slots.model_slot``; released by ``async with``
@@ -197,7 +216,7 @@ async def aadmit(
     ``slots.QueueFull`` raised); on SQLite ``async with`` takes it after the hold."""
     request = {
         "secret": secret, "catalog": catalog, "endpoint": endpoint, "model_name": model_name,
-        "prompt": prompt, "max_tokens": max_tokens,
+        "prompt": prompt, "max_tokens": max_tokens, "choices": choices,
     }  # fmt: skip
     if not on_event_loop():
         admission = await sync_to_async(admit, thread_sensitive=False)(**request)
@@ -205,11 +224,19 @@ async def aadmit(
     key = await aauthenticate(secret)
     model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
     budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
-    args = _hold_args(key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint)
+    args = _hold_args(
+        key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint, choices=choices
+    )
     slot = _slot_for(key, model)
     hold = await _ahold_taking(args, slot)
     admission = _admission(
-        key=key, model=model, prompt=prompt, budget=budget, max_tokens=max_tokens, hold=hold
+        key=key,
+        model=model,
+        prompt=prompt,
+        budget=budget,
+        max_tokens=max_tokens,
+        hold=hold,
+        choices=choices,
     )
     return replace(admission, slot=slot)
 
@@ -252,6 +279,23 @@ async def _ahold_taking(args: dict, slot):
         await _release_unused(args, hold, outcome)
         raise
     return hold
+
+
+async def aabandon(admission: Admission) -> None:
+    """Undo an admission whose request will not be forwarded (something failed between the
+    admission and the relay, which owns the slot and the hold from then on): the slot back,
+    the hold released at no charge."""
+    try:
+        await admission.slot.__aexit__(None, None, None)
+    finally:
+        key = admission.key
+        args = {"api_key_id": key.id, "grant_id": key.grant_id, "user_id": key.owner_id}
+        await _release_unused(args, _HoldRef(admission.hold_id), Outcome.CANCELLED)
+
+
+@dataclass(frozen=True)
+class _HoldRef:
+    id: int
 
 
 async def _release_unused(args: dict, hold, outcome: str) -> None:

@@ -125,6 +125,9 @@ def require_model(body: dict) -> str:
 
 
 def optional_max_tokens(body: dict) -> int | None:
+    """The completion tokens asked for per choice: ``max_completion_tokens`` or ``max_tokens``,
+    the smaller when both are sent (both are then forwarded as what Anvil admitted)."""
+    asked = None
     for field in ("max_completion_tokens", "max_tokens"):
         value = body.get(field)
         if value is None:
@@ -136,15 +139,38 @@ def optional_max_tokens(body: dict) -> int | None:
                 code="invalid_value",
                 param=field,
             )
-        return value
-    return None
+        asked = value if asked is None else min(asked, value)
+    return asked
+
+
+MAX_CHOICES = 128
+
+
+def choices(body: dict) -> int:
+    """How many completions the backend generates: ``n`` (and the legacy ``best_of``, which
+    generates that many and returns ``n``); the hold covers max_tokens for each of them."""
+    count = 1
+    for field in ("n", "best_of"):
+        value = body.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHOICES:
+            raise GatewayError(
+                400,
+                f"'{field}' must be a whole number from 1 to {MAX_CHOICES}.",
+                code="invalid_value",
+                param=field,
+            )
+        count = max(count, value)
+    return count
 
 
 def require_stream_flag(body: dict) -> bool:
     value = body.get("stream", False)
-    if value in (None, False, "false"):  # the older quick-start sends the string 'false'
+    # ``is``, not ``in``: 0, 1 and 1.0 are no booleans (1 == True in Python).
+    if value is None or value is False or value == "false":  # the older quick-start: 'false'
         return False
-    if value in (True, "true"):
+    if value is True or value == "true":
         return True
     raise GatewayError(400, "'stream' must be true or false.", code="invalid_value", param="stream")
 

@@ -15,7 +15,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.gateway import parsing, tokens
-from apps.gateway.admission import aadmit, aauthenticate
+from apps.gateway.admission import aabandon, aadmit, aauthenticate
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.relay import relay_once, relay_stream
@@ -56,6 +56,7 @@ class Parsed:
     wants_usage: bool  # stream_options.include_usage
     max_tokens: int | None
     prompt: tokens.PromptSize
+    choices: int  # n (best_of): completions the backend generates
 
 
 def parse(request, endpoint: Endpoint) -> Parsed:
@@ -69,8 +70,16 @@ def parse(request, endpoint: Endpoint) -> Parsed:
     stream = endpoint.streams and parsing.require_stream_flag(body)
     wants_usage = endpoint.streams and parsing.stream_wants_usage(body)
     max_tokens = parsing.optional_max_tokens(body)
+    choices = parsing.choices(body) if endpoint.streams else 1  # not for embeddings
     return Parsed(
-        endpoint, body, model_name, stream, wants_usage, max_tokens, endpoint.prompt_size(body)
+        endpoint,
+        body,
+        model_name,
+        stream,
+        wants_usage,
+        max_tokens,
+        endpoint.prompt_size(body),
+        choices,
     )
 
 
@@ -103,8 +112,13 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
             model_name=model_name,
             prompt=parsed.prompt,
             max_tokens=parsed.max_tokens,
+            choices=parsed.choices,
         )
-        upstream = _upstream_body(parsed.body, admission, stream)
+        try:
+            upstream = _upstream_body(parsed.body, admission, stream)
+        except BaseException:
+            await aabandon(admission)  # nothing may keep the slot and the hold
+            raise
         slot = admission.slot
         if stream:
             return await relay_stream(
@@ -131,8 +145,10 @@ def _upstream_body(body: dict, admission, stream: bool) -> dict:
     if "stream" in body:
         upstream["stream"] = stream  # the older quick-start sends the string 'false'
     if admission.max_tokens is not None:
-        field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        upstream[field] = admission.max_tokens
+        # every limit the client sent says what was admitted (a backend may read either)
+        fields = [f for f in ("max_completion_tokens", "max_tokens") if body.get(f) is not None]
+        for field in fields or ["max_tokens"]:
+            upstream[field] = admission.max_tokens
     if stream:
         options = body.get("stream_options")
         upstream["stream_options"] = {
