@@ -25,11 +25,26 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class CreditField(serializers.DecimalField):
+    """DRF's DecimalField, stricter with strings: a blank one is refused (DRF reads "" as null,
+    and a null limit means no limit: a form field left empty by mistake must not make a key
+    unlimited), and so are digits grouped with underscores ("1_000", which Decimal accepts)."""
+
+    def validate_empty_values(self, data):
+        if isinstance(data, str) and not data.strip():
+            self.fail("invalid")
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "_" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def credit_field(**kwargs) -> serializers.DecimalField:
-    """Credits as exact decimals: a JSON number or a string in, a string out."""
-    return serializers.DecimalField(
-        **CREDIT_DIGITS, min_value=Decimal(0), normalize_output=True, **kwargs
-    )
+    """Credits as exact decimals: a JSON number or a string in, a string out; null (where
+    allowed) is the only way to say "no limit"."""
+    return CreditField(**CREDIT_DIGITS, min_value=Decimal(0), normalize_output=True, **kwargs)
 
 
 class ErrorDetail(serializers.Serializer):

@@ -210,3 +210,18 @@ def test_other_methods_on_usage_are_405(api, world, method):
     )
     assert response.status_code == 405
     assert_error_shape(response)
+
+
+@pytest.mark.parametrize("value", ["", " ", "1_000", "0_5"])
+@pytest.mark.parametrize("field", ["monthly_credits_quota", "total_credits_quota"])
+def test_a_blank_or_underscored_quota_is_refused_not_read_as_no_limit(
+    api, world, alice_management_key, field, value
+):
+    # null is the one way to say "no limit"; "" would have made the key unlimited.
+    _, secret = alice_management_key
+    response = api.post(
+        CREATE, valid(world, **{field: value}), format="json", HTTP_AUTHORIZATION=f"Bearer {secret}"
+    )
+    assert response.status_code == 400
+    assert assert_error_shape(response)["param"] == field
+    assert not ApiKey.objects.exists()
