@@ -24,10 +24,12 @@ streaming relay relies on it to close the backend stream and settle).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from contextlib import aclosing
 
 from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
@@ -147,6 +149,36 @@ class GatewayHandler(ASGIHandler):
         else:
             _close(response)
         body_file.close()
+
+    async def read_body(self, receive):
+        """The body in memory, at most GATEWAY_MAX_BODY_BYTES + 1 bytes: reading stops there
+        (the view answers 413), so a client can not make Anvil store a body of any size, as
+        Django's handler would, in a file that rolls over to disk (chunked bodies declare no
+        length to refuse them by)."""
+        limit = settings.GATEWAY_MAX_BODY_BYTES + 1
+        body, size = io.BytesIO(), 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            if chunk and size < limit:
+                body.write(chunk[: limit - size])
+                size += len(chunk)
+            if not message.get("more_body", False) or size >= limit:
+                break
+        body.seek(0)
+        return body
+
+    async def listen_for_disconnect(self, receive):
+        """Django's, except that what is left of a body read no further (over the limit) is
+        dropped as it arrives instead of being an invalid message."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            if message["type"] != "http.request":
+                raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
 
     async def send_response(self, response, send):
         if response.streaming:
