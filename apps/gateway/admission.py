@@ -276,7 +276,11 @@ async def _ahold_taking(args: dict, slot):
         outcome = Outcome.CLIENT_DISCONNECTED
         if not isinstance(exc, asyncio.CancelledError):
             outcome = Outcome.CANCELLED
-        await _release_unused(args, hold, outcome)
+        try:
+            # A cancellation can land in the turn the slot was granted in: it is taken then.
+            await slot.__aexit__(None, None, None)
+        finally:
+            await _release_unused(args, hold, outcome)
         raise
     return hold
 

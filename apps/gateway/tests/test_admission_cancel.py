@@ -1,0 +1,62 @@
+"""The hold and the slot are taken at the same time (``admission._ahold_taking``): a client
+that leaves at any moment of it leaves no slot taken and no hold open, with one ledger row."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from apps.gateway.admission import _ahold_taking
+from apps.gateway.slots import slots_close
+from apps.gateway.tests.test_slots import make_setup, slot, slot_stats
+from apps.keys.services import api_key_create
+from apps.usage.models import Hold, LedgerEntry, Outcome
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class GrantedThenCancelled:
+    """A slot whose grant arrives in the same turn of the loop as the client's disconnect
+    (Django cancels the request's task): the slot is taken, the request is gone."""
+
+    def __init__(self, real, request: asyncio.Task) -> None:
+        self.real, self.request = real, request
+
+    async def acquire(self) -> None:
+        await asyncio.sleep(0.3)  # the hold is placed by now: the request awaits the slot
+        await self.real.acquire()
+        asyncio.get_running_loop().call_soon(self.request.cancel)
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.real.__aexit__(*exc_info)
+
+
+def test_a_disconnect_as_the_slot_is_granted_gives_back_the_slot_and_the_hold(world, settings):
+    setup = make_setup("redis", settings)
+    key, _ = api_key_create(grant=world.grant, owner=world.bob, name="leaving")
+    args = {
+        "api_key_id": key.id, "grant_id": key.grant_id, "user_id": key.owner_id,
+        "catalog_model": world.chat_model, "prompt_tokens": 10, "max_completion_tokens": 10,
+        "allow_partial": False, "ttl_seconds": 300,
+    }  # fmt: skip
+
+    async def scenario():
+        try:
+
+            async def admit():
+                return await _ahold_taking(args, GrantedThenCancelled(slot(setup), request))
+
+            request = asyncio.ensure_future(admit())
+            with pytest.raises(asyncio.CancelledError):
+                await request
+            await asyncio.sleep(0.2)  # a release started in the background has finished
+            return await slot_stats(setup.model)
+        finally:
+            await slots_close()
+
+    after = asyncio.run(scenario())
+    assert after == {"in_flight": 0, "queued": 0}
+    assert not Hold.objects.exists()
+    rows = list(LedgerEntry.objects.values_list("outcome", "credits"))
+    assert rows == [(Outcome.CLIENT_DISCONNECTED, 0)]
