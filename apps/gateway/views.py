@@ -56,7 +56,7 @@ class Parsed:
     wants_usage: bool  # stream_options.include_usage
     max_tokens: int | None
     prompt: tokens.PromptSize
-    choices: int  # n (best_of): completions the backend generates
+    choices: int  # completions the backend generates: n (best_of) for each prompt
 
 
 def parse(request, endpoint: Endpoint) -> Parsed:
@@ -71,16 +71,10 @@ def parse(request, endpoint: Endpoint) -> Parsed:
     wants_usage = endpoint.streams and parsing.stream_wants_usage(body)
     max_tokens = parsing.optional_max_tokens(body)
     choices = parsing.choices(body) if endpoint.streams else 1  # not for embeddings
-    return Parsed(
-        endpoint,
-        body,
-        model_name,
-        stream,
-        wants_usage,
-        max_tokens,
-        endpoint.prompt_size(body),
-        choices,
-    )
+    prompt = endpoint.prompt_size(body)
+    if endpoint is COMPLETIONS:
+        choices *= prompt.messages  # a list of prompts: n completions of each
+    return Parsed(endpoint, body, model_name, stream, wants_usage, max_tokens, prompt, choices)
 
 
 def _secret(request) -> str | None:

@@ -47,6 +47,23 @@ def test_the_hold_covers_every_choice_of_n(gateway):
     assert LedgerEntry.objects.get().outcome == Outcome.OK
 
 
+def test_the_hold_covers_every_prompt_of_a_completions_list(gateway):
+    # A list of prompts is one completion per prompt (n of each): four prompts of 100 tokens
+    # each do not fit a budget with room for one.
+    one_prompt = credits_for(
+        prompt_tokens=200, completion_tokens=100,
+        prompt_price=Decimal("0.5"), completion_price=Decimal("1.5"),
+    )  # fmt: skip
+    api_key_change_limits(key=gateway.key, monthly_limit=None, total_limit=one_prompt * 3 / 2)
+    headers = {"Authorization": f"Bearer {gateway.secret}"}
+    body = {"model": "chat-small", "prompt": ["Hi"] * 4, "max_tokens": 100}
+
+    refused = httpx.post(f"{gateway.url}/completions", json=body, headers=headers, timeout=10)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "insufficient_quota"
+    assert not LedgerEntry.objects.exists()  # never forwarded
+
+
 @pytest.mark.parametrize("value", [0, 129, 1.5, True, "2"])
 def test_it_refuses_a_bad_n(gateway, value):
     response = post(gateway, {"model": "chat-small", "messages": HELLO, "n": value})
