@@ -76,6 +76,9 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def send(self, payload: bytes, timeout: float | None) -> asyncio.Future:
+        if self.lost:  # closed since the caller looked (a new connection the server closed
+            # at once): its reply could never come, and a closing transport drops the write
+            raise RespConnectionError("Connection to Redis lost.")
         future = self.loop.create_future()
         self.transport.write(payload)
         self.pending.append(future)

@@ -210,3 +210,28 @@ def test_it_reconnects_when_redis_closed_the_idle_connection(url, other):
 
     before, after = uvloop.run(scenario())
     assert after != before
+
+
+def test_a_command_sent_as_the_new_connection_closes_fails_instead_of_waiting_forever():
+    # A server that answers SELECT and closes at once (a restart, an idle-timeout): the first
+    # command finds the connection already closed and must fail, not wait for a reply that
+    # can never come (the slot scripts wait without a timeout).
+    async def serve(reader, writer):
+        await reader.read(100)
+        writer.write(b"+OK\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = resp.Client(f"redis://127.0.0.1:{port}/13")
+        try:
+            async with asyncio.timeout(3):
+                with pytest.raises(resp.RespConnectionError):
+                    await client.execute("GET", "anything")
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(scenario())
