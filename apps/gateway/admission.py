@@ -10,6 +10,7 @@ steps synchronously, in one worker thread.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
@@ -18,7 +19,7 @@ from django.conf import settings
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
-from apps.gateway.slots import model_slot
+from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
 from apps.keys.auth import AuthResult, aapi_key_authenticate, api_key_authenticate
 from apps.keys.models import ApiKey
@@ -39,6 +40,9 @@ class Admission:
     max_tokens: int | None  # what the backend is asked for; None when the client set none
     lowered: bool  # max_tokens was lowered to what the budget affords
     slot: object = None  # the model's slot (slots.model_slot), released by ``async with``
+    # time.monotonic() before the hold was placed: the request's deadline and latency count
+    # from here, queue wait included, so no request outlives its hold (placed after this)
+    started: float = 0.0
 
 
 def _missing_key() -> GatewayError:
@@ -214,13 +218,15 @@ async def aadmit(
     The admission carries the model's slot (``slots.model_slot``; released by ``async with``
     it): on PostgreSQL it is taken while the hold is placed, so it is held already (or
     ``slots.QueueFull`` raised); on SQLite ``async with`` takes it after the hold."""
+    started = time.monotonic()
     request = {
         "secret": secret, "catalog": catalog, "endpoint": endpoint, "model_name": model_name,
         "prompt": prompt, "max_tokens": max_tokens, "choices": choices,
     }  # fmt: skip
     if not on_event_loop():
         admission = await sync_to_async(admit, thread_sensitive=False)(**request)
-        return replace(admission, slot=_slot_for(admission.key, admission.model))
+        slot = _slot_for(admission.key, admission.model)
+        return replace(admission, slot=slot, started=started)
     key = await aauthenticate(secret)
     model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
     budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
@@ -238,7 +244,7 @@ async def aadmit(
         hold=hold,
         choices=choices,
     )
-    return replace(admission, slot=slot)
+    return replace(admission, slot=slot, started=started)
 
 
 def _slot_for(key: ApiKey, model: ServedModel):
@@ -271,7 +277,10 @@ async def _ahold_taking(args: dict, slot):
         await slot.__aexit__(None, None, None)  # a slot taken before the cancel is released
         raise
     try:
-        await taking
+        # The wait in the queue counts against the request's time, so no request outlives
+        # its hold (which lives GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS).
+        async with asyncio.timeout(settings.GATEWAY_REQUEST_MAX_SECONDS):
+            await taking
     except BaseException as exc:
         outcome = Outcome.CLIENT_DISCONNECTED
         if not isinstance(exc, asyncio.CancelledError):
@@ -281,8 +290,19 @@ async def _ahold_taking(args: dict, slot):
             await slot.__aexit__(None, None, None)
         finally:
             await _release_unused(args, hold, outcome)
+        if isinstance(exc, TimeoutError):
+            raise QueueWaitTooLong(
+                f"Waited {settings.GATEWAY_REQUEST_MAX_SECONDS} s in the model's queue.",
+                retry_after=60,
+            ) from None
         raise
     return hold
+
+
+class QueueWaitTooLong(QueueFull):
+    """Waited as long as a request may take in all without getting a slot: 503."""
+
+    code = "queue_timeout"
 
 
 async def aabandon(admission: Admission) -> None:

@@ -152,7 +152,7 @@ async def _error_from_backend(response: aiohttp.ClientResponse) -> GatewayError:
 
 async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> HttpResponse:
     """A non-streaming request: forward, read the whole answer, settle, answer."""
-    tally = Tally(admission=admission, started=time.monotonic())
+    tally = Tally(admission=admission, started=admission.started or time.monotonic())
     try:
         async with slot, asyncio.timeout_at(_deadline(tally)):
             async with await _open(admission, path, body) as response:
@@ -179,7 +179,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
         raise
     payload["model"] = admission.model.name
     charged = await settle(tally)
-    await releasing
+    await asyncio.shield(releasing)  # a cancellation here must not stop the release
     answer = HttpResponse(json.dumps(payload), content_type="application/json")
     for name, value in credit_headers(charged, admission).items():
         answer[name] = value
@@ -191,7 +191,7 @@ async def relay_stream(
 ) -> HttpResponse:
     """A streaming request: the backend's answer must start well before relaying begins, so
     errors before the first token still get a proper status."""
-    tally = Tally(admission=admission, started=time.monotonic())
+    tally = Tally(admission=admission, started=admission.started or time.monotonic())
     stack = AsyncExitStack()
     try:
         await stack.enter_async_context(slot)

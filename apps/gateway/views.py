@@ -124,11 +124,14 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
             )
         return await relay_once(admission=admission, path=endpoint.path, body=upstream, slot=slot)
     except QueueFull as exc:
+        if type(exc) is QueueFull:
+            reason = "is busy and its queue is full"
+        else:  # the queue store is unreachable, or the wait took too long
+            reason = f"can not be served now ({exc.message.rstrip('.')})"
         raise GatewayError(
             503,
-            f"The model '{model_name}' is busy and its queue is full; retry in "
-            f"{exc.retry_after} s.",
-            code="queue_full",
+            f"The model '{model_name}' {reason}; retry in {exc.retry_after} s.",
+            code=exc.code,
             headers={"Retry-After": str(exc.retry_after)},
         ) from None
 

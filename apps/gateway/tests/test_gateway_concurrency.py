@@ -166,3 +166,46 @@ def test_a_client_that_leaves_the_queue_frees_its_place_and_its_hold(gateway):
     assert rows[Outcome.CLIENT_DISCONNECTED] == 0
     assert ApiKey.objects.get(pk=gateway.key.pk).credits_held == 0
     assert async_to_sync(slot_stats)("queued") == {"in_flight": 0, "queued": 0}
+
+
+def test_a_request_waits_in_the_queue_no_longer_than_a_request_may_take(gateway, settings):
+    # The hold lives GATEWAY_REQUEST_MAX_SECONDS + a margin from before the queue: waiting
+    # longer than a request may take in all is answered 503, the hold released at no charge.
+    from apps.gateway.slots import model_slot
+
+    settings.GATEWAY_REQUEST_MAX_SECONDS = 1
+    gateway.add_model("full", upstream="chat-small", max_concurrency=1, queue_size=5)
+
+    async def while_someone_holds_the_slot():
+        async with model_slot(model="full", max_concurrency=1, queue_size=5):
+            async with httpx.AsyncClient(timeout=30) as client:
+                started = time.monotonic()
+                status, _, headers = await post(client, gateway, "full")
+                return status, time.monotonic() - started, headers
+
+    status, waited, headers = asyncio.run(while_someone_holds_the_slot())
+    assert status == 503 and int(headers["retry-after"]) >= 1
+    assert 0.9 < waited < 5
+    assert not Hold.objects.exists()
+    assert list(LedgerEntry.objects.values_list("outcome", "credits")) == [(Outcome.CANCELLED, 0)]
+    assert async_to_sync(slot_stats)("full") == {"in_flight": 0, "queued": 0}
+
+
+def test_the_time_in_the_queue_counts_toward_the_request_deadline(gateway, settings):
+    from apps.gateway.slots import model_slot
+
+    settings.GATEWAY_REQUEST_MAX_SECONDS = 1
+    gateway.add_model("late", upstream="chat-small@latency-ms=700", max_concurrency=1, queue_size=5)
+
+    async def queued_then_slow():
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with model_slot(model="late", max_concurrency=1, queue_size=5):
+                request = asyncio.create_task(post(client, gateway, "late"))
+                await asyncio.sleep(0.6)  # the request waits in the queue meanwhile
+            return await request
+
+    status, _, _ = asyncio.run(queued_then_slow())
+    assert status == 504  # 0.6 s queued + 0.7 s at the backend > 1 s in all
+    entry = LedgerEntry.objects.get()
+    assert entry.outcome == Outcome.BACKEND_TIMEOUT and entry.latency_ms >= 900
+    assert not Hold.objects.exists()
