@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class KeysConfig(AppConfig):
     name = "apps.keys"
     label = "keys"
+
+    def ready(self) -> None:
+        from apps.keys import signals  # noqa: F401 (connects the receivers)

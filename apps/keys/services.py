@@ -155,6 +155,17 @@ def api_keys_forget_grant(*, grant) -> None:
         forget_key(kind=API_KIND, lookup_prefix=prefix)
 
 
+def keys_forget_owner(*, user) -> None:
+    """The person changed in a way requests must see at once (affiliation, active flag): drop
+    the cache entries of their keys, which carry the owner row."""
+    api = ApiKey.objects.filter(owner=user, revoked_at__isnull=True)
+    for prefix in api.values_list("lookup_prefix", flat=True).iterator():
+        forget_key(kind=API_KIND, lookup_prefix=prefix)
+    management = ManagementKey.objects.filter(owner=user, revoked_at__isnull=True)
+    for prefix in management.values_list("lookup_prefix", flat=True).iterator():
+        forget_key(kind=MANAGEMENT_KIND, lookup_prefix=prefix)
+
+
 def api_key_archive(*, key: ApiKey, actor=None) -> ApiKey:
     """Revoke at once, hide from the main list and free the name for a new key."""
     now = timezone.now()

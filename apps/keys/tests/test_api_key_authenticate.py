@@ -217,3 +217,24 @@ def test_it_sees_changes_at_once_from_async_code_though_it_reuses_decoded_entrie
 )
 def test_it_reads_bearer_headers(header, expected):
     assert bearer_secret(header) == expected
+
+
+def test_it_sees_a_changed_affiliation_on_the_very_next_request(alice_key, run_on_commit):
+    # The cached key carries its owner: a person who becomes commercial must not keep the
+    # academic view of Non-commercial models for the cache's lifetime.
+    key, secret = alice_key
+    assert not api_key_authenticate(secret=secret).key.owner.is_commercial  # now cached
+    owner = key.owner
+    owner.affiliation = "commercial"
+    owner.save()
+    assert api_key_authenticate(secret=secret).key.owner.is_commercial
+
+
+def test_it_keeps_the_cache_across_a_login(alice_key, run_on_commit, django_assert_num_queries):
+    key, secret = alice_key
+    assert api_key_authenticate(secret=secret).ok  # now cached
+    owner = key.owner
+    owner.last_login = timezone.now()
+    owner.save(update_fields=["last_login"])
+    with django_assert_num_queries(0):
+        assert api_key_authenticate(secret=secret).ok

@@ -1,0 +1,21 @@
+"""The key cache carries each key's owner row (affiliation, active flag), so a change to a
+person must reach it at once: a newly commercial person must not keep using Non-commercial
+models for the cache's lifetime, nor a deactivated one their keys."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from apps.keys.services import keys_forget_owner
+
+# Saves that change nothing a key's owner row is judged by (a login stamps last_login).
+_IRRELEVANT = frozenset({"last_login", "password"})
+
+
+@receiver(post_save, sender=get_user_model(), dispatch_uid="keys_forget_changed_owner")
+def _owner_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
+    if created or (update_fields is not None and set(update_fields) <= _IRRELEVANT):
+        return
+    keys_forget_owner(user=instance)
