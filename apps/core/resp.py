@@ -43,6 +43,8 @@ import hiredis
 from redis import exceptions
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
+from apps.core.aio import at_loop_shutdown
+
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0  # seconds to connect, authenticate and select the database
@@ -244,7 +246,6 @@ class Script:
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Client]] = (
     weakref.WeakKeyDictionary()
 )
-_keepers: set[asyncio.Task] = set()  # strong references to the tasks that close clients
 
 
 def client(url: str) -> Client:
@@ -256,19 +257,11 @@ def client(url: str) -> Client:
     found = clients.get(url)
     if found is None:
         found = clients[url] = Client(url)
-        keeper = loop.create_task(_close_at_shutdown(loop, found))
-        _keepers.add(keeper)
-        keeper.add_done_callback(_keepers.discard)
+
+        async def close() -> None:
+            if clients.get(url) is found:
+                del clients[url]
+            found.close()
+
+        at_loop_shutdown(loop, close)
     return found
-
-
-async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, found: Client) -> None:
-    """Waits until the loop shuts down (``asyncio.run`` and uvicorn cancel every task at the
-    end), then closes the client's connection."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        clients = _clients.get(loop, {})
-        if clients.get(found.url) is found:
-            del clients[found.url]
-        found.close()

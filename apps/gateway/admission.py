@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from apps.core.aio import complete
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
@@ -137,40 +138,58 @@ def completion_budget(
     return max_tokens if max_tokens is not None else room
 
 
-def _hold_args(
-    *, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: int, endpoint: str, choices: int
-):
-    """The hold: the prompt once, ``budget`` completion tokens for each of the ``choices``. With
-    several choices the hold is all or nothing (max_tokens is not lowered)."""
-    return {
-        "api_key_id": key.id,
-        "grant_id": key.grant_id,
-        "user_id": key.owner_id,
-        # prices from the in-memory catalog: no query for the model row
-        "catalog_model": model,
-        "prompt_tokens": prompt.upper_bound,
-        "max_completion_tokens": budget * choices,
-        "allow_partial": (
-            settings.GATEWAY_PARTIAL_MAX_TOKENS and endpoint != "embeddings" and choices == 1
-        ),
-        "ttl_seconds": settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
-    }
+@dataclass(frozen=True)
+class _Plan:
+    """A request that passed every check up to the hold: what the hold is and how its
+    admission reads."""
+
+    key: ApiKey
+    model: ServedModel
+    prompt: PromptSize
+    budget: int  # completion tokens per choice
+    max_tokens: int | None
+    choices: int
+    endpoint: str
+
+    @property
+    def hold_args(self) -> dict:
+        """The hold: the prompt once, ``budget`` completion tokens for each of the choices.
+        With several choices the hold is all or nothing (max_tokens is not lowered)."""
+        key = self.key
+        partial = settings.GATEWAY_PARTIAL_MAX_TOKENS and self.endpoint != "embeddings"
+        return {
+            "api_key_id": key.id,
+            "grant_id": key.grant_id,
+            "user_id": key.owner_id,
+            # prices from the in-memory catalog: no query for the model row
+            "catalog_model": self.model,
+            "prompt_tokens": self.prompt.upper_bound,
+            "max_completion_tokens": self.budget * self.choices,
+            "allow_partial": partial and self.choices == 1,
+            "ttl_seconds": settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
+        }
+
+    def admitted(self, hold, **extra) -> Admission:
+        per_choice = hold.max_completion_tokens // self.choices
+        lowered = per_choice < self.budget
+        return Admission(
+            key=self.key,
+            model=self.model,
+            hold_id=hold.id,
+            prompt_estimate=self.prompt.estimate,
+            max_tokens=per_choice if (lowered or self.max_tokens is not None) else None,
+            lowered=lowered,
+            **extra,
+        )
 
 
-def _admission(
-    *, key, model, prompt: PromptSize, budget: int, max_tokens, hold, choices: int = 1
-) -> Admission:
-    per_choice = hold.max_completion_tokens // choices
-    lowered = per_choice < budget
-    asked = per_choice if (lowered or max_tokens is not None) else None
-    return Admission(
-        key=key,
-        model=model,
-        hold_id=hold.id,
-        prompt_estimate=prompt.estimate,
-        max_tokens=asked,
-        lowered=lowered,
-    )
+def _plan(
+    *, key: ApiKey, catalog: CatalogSnapshot, endpoint: str, model_name: str,
+    prompt: PromptSize, max_tokens: int | None, choices: int,
+) -> _Plan:  # fmt: skip
+    model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
+    budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
+    return _Plan(key, model, prompt, budget, max_tokens, choices, endpoint)
 
 
 def admit(
@@ -183,25 +202,15 @@ def admit(
     max_tokens: int | None,
     choices: int = 1,
 ) -> Admission:
-    key = authenticate(secret)
-    model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
-    budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
-    args = _hold_args(
-        key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint, choices=choices
+    checks = {"endpoint": endpoint, "model_name": model_name, "prompt": prompt}
+    plan = _plan(
+        key=authenticate(secret), catalog=catalog, **checks, max_tokens=max_tokens, choices=choices
     )
     try:
-        hold = hold_place(**args)
+        hold = hold_place(**plan.hold_args)
     except ApplicationError as exc:
         raise GatewayError.from_application_error(exc) from None
-    return _admission(
-        key=key,
-        model=model,
-        prompt=prompt,
-        budget=budget,
-        max_tokens=max_tokens,
-        hold=hold,
-        choices=choices,
-    )
+    return plan.admitted(hold)
 
 
 async def aadmit(
@@ -219,32 +228,18 @@ async def aadmit(
     it): on PostgreSQL it is taken while the hold is placed, so it is held already (or
     ``slots.QueueFull`` raised); on SQLite ``async with`` takes it after the hold."""
     started = time.monotonic()
-    request = {
-        "secret": secret, "catalog": catalog, "endpoint": endpoint, "model_name": model_name,
-        "prompt": prompt, "max_tokens": max_tokens, "choices": choices,
-    }  # fmt: skip
+    checks = {"endpoint": endpoint, "model_name": model_name, "prompt": prompt}
     if not on_event_loop():
-        admission = await sync_to_async(admit, thread_sensitive=False)(**request)
+        admission = await sync_to_async(admit, thread_sensitive=False)(
+            secret=secret, catalog=catalog, **checks, max_tokens=max_tokens, choices=choices
+        )
         slot = _slot_for(admission.key, admission.model)
         return replace(admission, slot=slot, started=started)
     key = await aauthenticate(secret)
-    model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
-    budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
-    args = _hold_args(
-        key=key, model=model, prompt=prompt, budget=budget, endpoint=endpoint, choices=choices
-    )
-    slot = _slot_for(key, model)
-    hold = await _ahold_taking(args, slot)
-    admission = _admission(
-        key=key,
-        model=model,
-        prompt=prompt,
-        budget=budget,
-        max_tokens=max_tokens,
-        hold=hold,
-        choices=choices,
-    )
-    return replace(admission, slot=slot, started=started)
+    plan = _plan(key=key, catalog=catalog, **checks, max_tokens=max_tokens, choices=choices)
+    slot = _slot_for(key, plan.model)
+    hold = await _ahold_taking(plan.hold_args, slot)
+    return plan.admitted(hold, slot=slot, started=started)
 
 
 def _slot_for(key: ApiKey, model: ServedModel):
@@ -289,10 +284,11 @@ async def _ahold_taking(args: dict, slot):
             # A cancellation can land in the turn the slot was granted in: it is taken then.
             await slot.__aexit__(None, None, None)
         finally:
-            await _release_unused(args, hold, outcome)
+            await _release_unused(args, hold.id, outcome)
         if isinstance(exc, TimeoutError):
             raise QueueWaitTooLong(
-                f"Waited {settings.GATEWAY_REQUEST_MAX_SECONDS} s in the model's queue.",
+                f"The model {args['catalog_model'].name!r} gave no slot in "
+                f"{settings.GATEWAY_REQUEST_MAX_SECONDS} s, the longest a request may take.",
                 retry_after=60,
             ) from None
         raise
@@ -314,23 +310,11 @@ async def aabandon(admission: Admission) -> None:
     finally:
         key = admission.key
         args = {"api_key_id": key.id, "grant_id": key.grant_id, "user_id": key.owner_id}
-        await _release_unused(args, _HoldRef(admission.hold_id), Outcome.CANCELLED)
+        await _release_unused(args, admission.hold_id, Outcome.CANCELLED)
 
 
-@dataclass(frozen=True)
-class _HoldRef:
-    id: int
-
-
-async def _release_unused(args: dict, hold, outcome: str) -> None:
+async def _release_unused(args: dict, hold_id: int, outcome: str) -> None:
     """Settle a hold whose request never reached the backend: no charge, one ledger row."""
     owner = {name: args[name] for name in ("api_key_id", "grant_id", "user_id")}
     unused = {"prompt_tokens": 0, "completion_tokens": 0, "latency_ms": 0, "estimated": False}
-    release = asyncio.ensure_future(
-        ahold_settle(hold_id=hold.id, **owner, **unused, outcome=outcome)
-    )
-    try:
-        await asyncio.shield(release)
-    except asyncio.CancelledError:
-        await release
-        raise
+    await complete(ahold_settle(hold_id=hold_id, **owner, **unused, outcome=outcome))

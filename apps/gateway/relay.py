@@ -21,6 +21,7 @@ import aiohttp
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
+from apps.core.aio import complete
 from apps.gateway.admission import Admission
 from apps.gateway.errors import GatewayError
 from apps.gateway.upstream import backend_post
@@ -74,11 +75,12 @@ async def _settle(tally: Tally) -> dict:
     """Settle the hold; the budgets after come from the settlement's own transaction."""
     settlement = await ahold_settle(**_settle_args(tally))
     status = settlement.status
-    return {
+    tally.charged = {
         "credits_charged": str(settlement.entry.credits) if settlement.entry else "0",
         "remaining": None if status.remaining is None else str(status.remaining),
         "limited_by": status.limited_by,
     }
+    return tally.charged
 
 
 async def settle(tally: Tally) -> dict:
@@ -86,13 +88,7 @@ async def settle(tally: Tally) -> dict:
     if tally.settled:
         return tally.charged
     tally.settled = True
-    task = asyncio.ensure_future(_settle(tally))
-    try:
-        tally.charged = await asyncio.shield(task)
-    except asyncio.CancelledError:
-        tally.charged = await task
-        raise
-    return tally.charged
+    return await complete(_settle(tally))
 
 
 def credit_headers(charged: dict, admission: Admission) -> dict[str, str]:
@@ -179,7 +175,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
         raise
     payload["model"] = admission.model.name
     charged = await settle(tally)
-    await asyncio.shield(releasing)  # a cancellation here must not stop the release
+    await complete(releasing)  # a cancellation here must not stop the release
     answer = HttpResponse(json.dumps(payload), content_type="application/json")
     for name, value in credit_headers(charged, admission).items():
         answer[name] = value

@@ -51,12 +51,12 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from apps.core.aio import keep
 from apps.core.exceptions import ApplicationError
 
 DEFAULT_LEASE_SECONDS = 30.0
 _MAX_RETRY_AFTER = 60
 _hold_seconds: dict[str, float] = {}
-_releasing: set[asyncio.Future] = set()  # release_soon's tasks
 
 
 class QueueFull(ApplicationError):
@@ -133,10 +133,7 @@ class _Slot:
             done.set_result(None)
             return done
         _record_hold(self._model, time.monotonic() - self._started)
-        task = asyncio.ensure_future(self._backend.release(ticket))
-        _releasing.add(task)  # a strong reference until it is done, awaited or not
-        task.add_done_callback(_releasing.discard)
-        return task
+        return keep(asyncio.ensure_future(self._backend.release(ticket)))
 
 
 def model_slot(

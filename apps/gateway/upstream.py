@@ -19,12 +19,13 @@ import weakref
 import aiohttp
 from django.conf import settings
 
+from apps.core.aio import at_loop_shutdown
+
 KEEPALIVE_SECONDS = 4
 
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
-_keepers: set[asyncio.Task] = set()  # strong references to the tasks that close sessions
 
 # Failures where the backend can not have started on the request: retried once.
 RETRIABLE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -41,21 +42,9 @@ def backend_session() -> aiohttp.ClientSession:
         )
         session = aiohttp.ClientSession(connector=connector, trust_env=False, timeout=None)
         _sessions[loop] = session
-        keeper = loop.create_task(_close_at_shutdown(session))
-        _keepers.add(keeper)
-        keeper.add_done_callback(_keepers.discard)
+        # closed with the loop, so none is left to aiohttp's "Unclosed client session"
+        at_loop_shutdown(loop, session.close)
     return session
-
-
-async def _close_at_shutdown(session: aiohttp.ClientSession) -> None:
-    """Waits until the loop shuts down (``asyncio.run`` and uvicorn cancel every task at the
-    end), then closes the session and its pooled connections, so none is left to aiohttp's
-    "Unclosed client session" warning."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        if not session.closed:
-            await session.close()
 
 
 def backend_timeout() -> aiohttp.ClientTimeout:

@@ -123,14 +123,10 @@ async def _serve(request, endpoint: Endpoint) -> HttpResponse:
                 client_wants_usage=parsed.wants_usage,
             )
         return await relay_once(admission=admission, path=endpoint.path, body=upstream, slot=slot)
-    except QueueFull as exc:
-        if type(exc) is QueueFull:
-            reason = "is busy and its queue is full"
-        else:  # the queue store is unreachable, or the wait took too long
-            reason = f"can not be served now ({exc.message.rstrip('.')})"
+    except QueueFull as exc:  # full, waited too long, or the queue store unreachable
         raise GatewayError(
             503,
-            f"The model '{model_name}' {reason}; retry in {exc.retry_after} s.",
+            f"{exc.message} Retry in {exc.retry_after} s.",
             code=exc.code,
             headers={"Retry-After": str(exc.retry_after)},
         ) from None

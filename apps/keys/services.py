@@ -145,25 +145,23 @@ def api_key_revoke(*, key: ApiKey, actor=None, reason: str = "") -> ApiKey:
     return key
 
 
+def _forget_live(kind: str, keys) -> None:
+    """Drop the cache entries of the keys in ``keys`` that still work."""
+    for prefix in keys.filter(revoked_at__isnull=True).values_list("lookup_prefix", flat=True):
+        forget_key(kind=kind, lookup_prefix=prefix)
+
+
 def api_keys_forget_grant(*, grant) -> None:
     """The grant row changed in a way requests must see at once (its validity dates): drop its
     keys' cache entries, which carry the grant."""
-    prefixes = ApiKey.objects.filter(grant=grant, revoked_at__isnull=True).values_list(
-        "lookup_prefix", flat=True
-    )
-    for prefix in prefixes.iterator():
-        forget_key(kind=API_KIND, lookup_prefix=prefix)
+    _forget_live(API_KIND, ApiKey.objects.filter(grant=grant))
 
 
 def keys_forget_owner(*, user) -> None:
     """The person changed in a way requests must see at once (affiliation, active flag): drop
     the cache entries of their keys, which carry the owner row."""
-    api = ApiKey.objects.filter(owner=user, revoked_at__isnull=True)
-    for prefix in api.values_list("lookup_prefix", flat=True).iterator():
-        forget_key(kind=API_KIND, lookup_prefix=prefix)
-    management = ManagementKey.objects.filter(owner=user, revoked_at__isnull=True)
-    for prefix in management.values_list("lookup_prefix", flat=True).iterator():
-        forget_key(kind=MANAGEMENT_KIND, lookup_prefix=prefix)
+    _forget_live(API_KIND, ApiKey.objects.filter(owner=user))
+    _forget_live(MANAGEMENT_KIND, ManagementKey.objects.filter(owner=user))
 
 
 def api_key_archive(*, key: ApiKey, actor=None) -> ApiKey:

@@ -25,6 +25,7 @@ from psycopg import AsyncConnection, AsyncCursor, Error
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
+from apps.core.aio import at_loop_shutdown
 from apps.core.exceptions import NotFound
 from apps.usage import sql, steps
 from apps.usage.exceptions import Limit
@@ -39,7 +40,6 @@ from apps.usage.services import (
 )
 
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-_keepers: set[asyncio.Task] = set()
 
 
 @functools.cache
@@ -84,20 +84,11 @@ async def _open(loop: asyncio.AbstractEventLoop) -> AsyncConnectionPool:
         open=False,
     )
     await pool.open()
-    keeper = loop.create_task(_close_at_shutdown(loop, pool, opened))
-    _keepers.add(keeper)
-    keeper.add_done_callback(_keepers.discard)
-    return pool
 
-
-async def _close_at_shutdown(loop, pool: AsyncConnectionPool, opened: weakref.WeakSet) -> None:
-    """Waits until the loop shuts down (``asyncio.run`` cancels every task), then closes the
-    pool and its connections, so none outlives its loop (a test database could not be
-    dropped). The pool's own tasks are being cancelled at the same time, so what its close
-    leaves open is ended here."""
-    try:
-        await asyncio.Event().wait()
-    finally:
+    async def close() -> None:
+        """No connection outlives its loop (a test database could not be dropped). The pool's
+        own tasks are being cancelled at the same time, so what its close leaves open is
+        ended here."""
         _pools.pop(loop, None)
         try:
             await pool.close(timeout=1)
@@ -106,6 +97,9 @@ async def _close_at_shutdown(loop, pool: AsyncConnectionPool, opened: weakref.We
         for conn in list(opened):
             if not conn.closed:
                 conn.pgconn.finish()
+
+    at_loop_shutdown(loop, close)
+    return pool
 
 
 async def _pool() -> AsyncConnectionPool:
