@@ -75,3 +75,19 @@ def make_world() -> World:
     )
     grant.allowed_models.add(chat)
     return World(alice, bob, charlie, team, grant, backend, chat, embed)
+
+
+def wait_for_settlements(timeout: float = 5.0) -> None:
+    """Wait until no credit hold is open. A successful non-streaming answer is settled right
+    after it is sent (``apps.gateway.relay.settle_after_answer``), so a test that reads the
+    ledger or the counters after such an answer waits for this first, as a client reading
+    its usage a moment later would."""
+    import time
+
+    from apps.usage.models import Hold
+
+    deadline = time.monotonic() + timeout
+    while Hold.objects.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"a hold is still open after {timeout} s")
+        time.sleep(0.01)

@@ -44,6 +44,8 @@ class Admission:
     # time.monotonic() before the hold was placed: the request's deadline and latency count
     # from here, queue wait included, so no request outlives its hold (placed after this)
     started: float = 0.0
+    # the hold itself (amount, prices; on PostgreSQL its ``status``: the budgets right after it)
+    hold: object = None
 
 
 def _missing_key() -> GatewayError:
@@ -176,6 +178,7 @@ class _Plan:
             key=self.key,
             model=self.model,
             hold_id=hold.id,
+            hold=hold,
             prompt_estimate=self.prompt.estimate,
             max_tokens=per_choice if (lowered or self.max_tokens is not None) else None,
             lowered=lowered,

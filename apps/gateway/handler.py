@@ -35,6 +35,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import Resolver404, get_resolver, set_script_prefix
 
+from apps.core.aio import complete
+
 logger = logging.getLogger(__name__)
 
 GATEWAY_PATHS = frozenset(
@@ -148,6 +150,12 @@ class GatewayHandler(ASGIHandler):
             pass
         else:
             _close(response)
+            settling = getattr(response, "settling", None)
+            if settling is not None:
+                # The request's settlement, started as its answer went out (relay.py): the
+                # request ends with it, so a graceful shutdown (which waits for requests to
+                # end) does not cut it off.
+                await complete(settling)
         body_file.close()
 
     async def read_body(self, receive):

@@ -1,6 +1,7 @@
 """Forwarding an admitted request to its backend and settling it.
 
-Non-streaming answers are read whole and returned with the credit headers. Streams are relayed
+Non-streaming answers are read whole and returned with the credit headers; on PostgreSQL the
+settlement runs while the answer is sent (``settle_after_answer``). Streams are relayed
 event by event as they arrive; Anvil always asks the backend for usage in the stream and hides
 that chunk from clients that did not ask for it. Whatever happens — normal end, client
 disconnect (Django cancels the task or closes the generator), backend error or timeout — the
@@ -21,12 +22,14 @@ import aiohttp
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
-from apps.core.aio import complete
+from apps.core.aio import complete, keep
 from apps.gateway.admission import Admission
 from apps.gateway.errors import GatewayError
 from apps.gateway.upstream import backend_post
+from apps.usage.credits import credits_for
 from apps.usage.hot import ahold_settle
 from apps.usage.models import Outcome
+from apps.usage.steps import settled_status
 
 logger = logging.getLogger(__name__)
 
@@ -174,12 +177,59 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
         await settle(tally)
         raise
     payload["model"] = admission.model.name
-    charged = await settle(tally)
+    settling = settle_after_answer(tally)
+    if settling is None:  # no budgets from the hold (SQLite): settle first
+        charged = await settle(tally)
+    else:
+        charged = tally.charged
     await complete(releasing)  # a cancellation here must not stop the release
     answer = HttpResponse(json.dumps(payload), content_type="application/json")
     for name, value in credit_headers(charged, admission).items():
         answer[name] = value
+    answer.settling = settling  # the handler waits for it after sending the answer
     return answer
+
+
+def settle_after_answer(tally: Tally) -> asyncio.Future | None:
+    """Settle a successful non-streaming request while its answer is sent, not before: the
+    credit headers come from the hold, which read the four budgets when it was placed —
+    the charge is what the settlement will charge (``credits_for`` of the usage, at most the
+    hold), the budgets are moved as the settlement moves them. Returns the settlement's task
+    (kept referenced; the handler awaits it after the answer went out, so a graceful shutdown
+    waits for it too), or None when the hold carries no budgets (on SQLite), and then the
+    caller settles first as before.
+
+    What the answer tells is what the ledger will say; only a client that reads its usage in
+    the very millisecond after the answer can find the request not yet in it."""
+    hold = tally.admission.hold
+    status = getattr(hold, "status", None)
+    if status is None or tally.settled:
+        return None
+    args = _settle_args(tally)
+    cost = credits_for(
+        prompt_tokens=args["prompt_tokens"],
+        completion_tokens=args["completion_tokens"],
+        prompt_price=hold.prompt_price,
+        completion_price=hold.completion_price,
+    )
+    charge = min(cost, hold.amount)
+    after = settled_status(status, amount=hold.amount, charge=charge)
+    tally.settled = True
+    tally.charged = {
+        "credits_charged": str(charge),
+        "remaining": None if after.remaining is None else str(after.remaining),
+        "limited_by": after.limited_by,
+    }
+    return keep(asyncio.ensure_future(_settle_logged(args)))
+
+
+async def _settle_logged(args: dict) -> None:
+    """A settlement nobody waits on for its result: a failure is logged (the hold is then
+    released by the sweeper, at no charge)."""
+    try:
+        await ahold_settle(**args)
+    except Exception:
+        logger.exception("settling hold %s after its answer failed", args["hold_id"])
 
 
 async def relay_stream(

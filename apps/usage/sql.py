@@ -169,13 +169,14 @@ def _call(function: str, arguments: str) -> str:
     return f"SELECT * FROM pg_temp.{function}({', '.join(f'%({name})s' for name in names)})"
 
 
-def _hold_month_counter(update: str, insert: str, limit: Limit) -> str:
+def _hold_month_counter(update: str, insert: str, limit: Limit, returning: str) -> str:
     """``steps._hold_month_counter``: insert the month's row when the first UPDATE misses."""
+    update = f"{_plpgsql(update)} {returning}"
     return f"""
-  {_plpgsql(update)};
+  {update};
   IF NOT FOUND THEN
     {_plpgsql(insert)};
-    {_plpgsql(update)};
+    {update};
     IF NOT FOUND THEN {_refuse(limit)}; END IF;
   END IF;"""
 
@@ -186,30 +187,50 @@ _RESERVE_ARGUMENTS = (
     " _prompt_price numeric, _completion_price numeric, _created timestamptz,"
     " _expires_at timestamptz"
 )
-# steps.reserve: the four budgets in lock order, the hold row, the grant last; its id.
-_RESERVE = f"""
-CREATE FUNCTION pg_temp.anvil_hold_reserve({_RESERVE_ARGUMENTS}) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE _id bigint;
-BEGIN
-  -- commit mode
-  {_plpgsql(HOLD_KEY_TOTAL)};
-  IF NOT FOUND THEN {_refuse(Limit.KEY_TOTAL)}; END IF;
-  {_hold_month_counter(HOLD_KEY_MONTHLY, KEY_MONTH_COUNTER_INSERT, Limit.KEY_MONTHLY)}
-  {_hold_month_counter(HOLD_MEMBER_MONTHLY, MEMBER_MONTH_COUNTER_INSERT, Limit.MEMBER_MONTHLY)}
-  {_plpgsql(HOLD_INSERT, api_key_id="_key", grant_id="_grant", user_id="_user")} INTO _id;
-  {_plpgsql(HOLD_GRANT)};
-  IF NOT FOUND THEN {_refuse(Limit.GRANT)}; END IF;
-  RETURN _id;
-END $$"""
-RESERVE_CALL = _call("anvil_hold_reserve", _RESERVE_ARGUMENTS)
-
 # (limit, used, held) of the four budgets in Limit's order: STATUS's columns.
 _BUDGETS = (
     "_grant_limit, _grant_used, _grant_held, _key_limit, _key_used, _key_held,"
     " _key_month_limit, _key_month_used, _key_month_held,"
     " _member_limit, _member_used, _member_held"
 )
+_BUDGETS_OUT = ", ".join(f"OUT {name.strip()} numeric" for name in _BUDGETS.split(","))
+
+# steps.reserve: the four budgets in lock order, the hold row, the grant last. Returns the
+# hold's id and the four budgets right after it, from the rows the UPDATEs changed (so a
+# successful answer's credit headers need no settlement first: ``steps.settled_status``).
+_RESERVE = f"""
+CREATE FUNCTION pg_temp.anvil_hold_reserve({_RESERVE_ARGUMENTS}, OUT _id bigint, {_BUDGETS_OUT})
+LANGUAGE plpgsql AS $$
+BEGIN
+  -- commit mode
+  {_plpgsql(HOLD_KEY_TOTAL)}
+    RETURNING total_limit, credits_used, credits_held, monthly_limit
+    INTO _key_limit, _key_used, _key_held, _key_month_limit;
+  IF NOT FOUND THEN {_refuse(Limit.KEY_TOTAL)}; END IF;
+  {
+    _hold_month_counter(
+        HOLD_KEY_MONTHLY,
+        KEY_MONTH_COUNTER_INSERT,
+        Limit.KEY_MONTHLY,
+        "RETURNING used, held INTO _key_month_used, _key_month_held",
+    )
+}
+  {
+    _hold_month_counter(
+        HOLD_MEMBER_MONTHLY,
+        MEMBER_MONTH_COUNTER_INSERT,
+        Limit.MEMBER_MONTHLY,
+        f"RETURNING {_plpgsql(MEMBER_MONTHLY_LIMIT)}, used, held"
+        " INTO _member_limit, _member_used, _member_held",
+    )
+}
+  {_plpgsql(HOLD_INSERT, api_key_id="_key", grant_id="_grant", user_id="_user")} INTO _id;
+  {_plpgsql(HOLD_GRANT)}
+    RETURNING credits_allocated, credits_used, credits_held
+    INTO _grant_limit, _grant_used, _grant_held;
+  IF NOT FOUND THEN {_refuse(Limit.GRANT)}; END IF;
+END $$"""
+RESERVE_CALL = _call("anvil_hold_reserve", _RESERVE_ARGUMENTS)
 _SETTLE_ARGUMENTS = (
     "_hold bigint, _report_key bigint, _report_grant bigint, _report_user bigint,"
     " _report_period text, _created timestamptz, _prompt_tokens integer,"

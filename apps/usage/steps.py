@@ -33,7 +33,7 @@ from apps.usage.credits import CREDIT_QUANTUM, affordable_completion_tokens, cre
 from apps.usage.exceptions import Limit, QuotaExceeded
 from apps.usage.models import Hold, LedgerEntry
 from apps.usage.periods import period_for
-from apps.usage.selectors import BudgetStatus, status_from_row
+from apps.usage.selectors import Budget, BudgetStatus, status_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class HoldDraft:
     expires_at: dt.datetime
     amount: Decimal = Decimal(0)
     pk: int | None = None
+    # the four budgets right after the hold, when the executor read them (``reserve_by_call``)
+    status: BudgetStatus | None = None
 
     @property
     def id(self) -> int | None:
@@ -177,7 +179,20 @@ def reserve_by_call(hold: Hold, need: Decimal) -> Sequence:
     if isinstance(row, Refused):
         return row.limit
     hold.pk = row[0]
+    hold.status = status_from_row(hold.period, row[1:])
     return hold
+
+
+def settled_status(status: BudgetStatus, *, amount: Decimal, charge: Decimal) -> BudgetStatus:
+    """The budgets of ``status`` (read right after a hold of ``amount``) once that hold is
+    settled for ``charge``, as ``settle`` moves them: held - amount, used + charge on each.
+    What other requests did meanwhile is not in it; the budgets read by the settlement's own
+    transaction would have it."""
+    moved = (
+        Budget(b.name, used=b.used + charge, held=b.held - amount, limit=b.limit)
+        for b in status.budgets
+    )
+    return BudgetStatus(status.period, *moved)
 
 
 def status(*, api_key_id: int, grant_id: int, user_id: int, period: str) -> Sequence:

@@ -11,6 +11,7 @@ import openai
 import pytest
 from asgiref.sync import async_to_sync
 
+from apps.core.testing import wait_for_settlements
 from apps.gateway import views
 from apps.gateway.slots import slot_stats
 from apps.keys.models import ApiKey
@@ -43,6 +44,7 @@ def test_the_hold_covers_every_choice_of_n(gateway):
     assert refused.json()["error"]["code"] == "insufficient_quota"
     assert post(gateway, {**base, "best_of": 3}).status_code == 429
     assert post(gateway, base).status_code == 200  # one choice fits
+    wait_for_settlements()
     assert not Hold.objects.exists()
     assert LedgerEntry.objects.get().outcome == Outcome.OK
 
@@ -101,5 +103,6 @@ def test_a_failure_after_admission_gives_the_slot_and_the_hold_back(gateway, mon
     assert async_to_sync(slot_stats)("only-one") == {"in_flight": 0, "queued": 0}
     assert not Hold.objects.exists()
     assert ApiKey.objects.get(pk=gateway.key.pk).credits_held == 0
+    wait_for_settlements()
     outcomes = set(LedgerEntry.objects.values_list("outcome", "credits"))
     assert outcomes == {(Outcome.CANCELLED, Decimal(0))}

@@ -12,6 +12,7 @@ import openai
 import pytest
 from asgiref.sync import async_to_sync
 
+from apps.core.testing import wait_for_settlements
 from apps.gateway.slots import slot_stats
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits, api_key_create
@@ -62,6 +63,7 @@ def test_it_serves_two_queues_three_and_refuses_one(gateway):
     assert sorted(r[0] for r in results) == [200] * 5 + [503]
     assert devbackend_stats(gateway.backend_url)["max_in_flight"] == 2
     # the refused request's hold was released at no charge, with a row saying so
+    wait_for_settlements()
     assert not Hold.objects.exists()
     rows = sorted(LedgerEntry.objects.values_list("outcome", "credits"))
     assert [outcome for outcome, _ in rows] == [Outcome.CANCELLED] + [Outcome.OK] * 5
@@ -96,6 +98,7 @@ def test_a_refused_hold_gives_the_slot_back_and_a_full_queue_gives_the_hold_back
 
     first, second = asyncio.run(busy_then_one_more())
     assert (first[0], second[0]) == (200, 503)
+    wait_for_settlements()
     assert not Hold.objects.exists()
     key = ApiKey.objects.get(pk=gateway.key.pk)
     assert key.credits_held == 0

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from apps.core.testing import wait_for_settlements
 from apps.grants.models import Grant
 from apps.usage.models import Hold, LedgerEntry
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
@@ -146,6 +147,7 @@ def test_it_estimates_and_marks_usage_a_backend_did_not_report(gateway, stream):
     else:
         text = answer.choices[0].message.content
     assert len(text.split()) == 8
+    wait_for_settlements()
     entry = LedgerEntry.objects.get()
     assert entry.estimated and entry.outcome == "ok"
     expected = 8 if stream else -(-len(text.encode()) // 4)  # one per chunk / bytes ÷ 4

@@ -16,6 +16,7 @@ import pytest
 
 from apps.catalog.models import Backend, CatalogModel
 from apps.catalog.services import catalog_load, catalog_parse
+from apps.core.testing import wait_for_settlements
 from apps.keys.services import api_key_create
 from apps.usage.credits import credits_for
 from apps.usage.models import LedgerEntry
@@ -82,6 +83,7 @@ def test_it_answers_a_chat_from_llama_cpp_and_bills_the_engines_own_count(llama_
     assert "Paris" in completion.choices[0].message.content
     usage = completion.usage
     assert usage.prompt_tokens > 10 and 0 < usage.completion_tokens <= 24
+    wait_for_settlements()
     entry = LedgerEntry.objects.get()
     assert (entry.prompt_tokens, entry.completion_tokens) == (
         usage.prompt_tokens,
@@ -124,6 +126,7 @@ def test_it_embeds_with_llama_cpp_and_bills_the_prompt_tokens(llama_gateway):
     first, second = (item.embedding for item in result.data)
     assert len(first) == len(second) == 576  # SmolLM2-135M's hidden size
     assert first != second and all(math.isfinite(x) for x in first + second)
+    wait_for_settlements()
     entry = LedgerEntry.objects.get()
     assert entry.prompt_tokens == result.usage.prompt_tokens > 0
     assert entry.completion_tokens == 0 and not entry.estimated

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from apps.core.testing import wait_for_settlements
 from apps.usage.credits import credits_for
 from apps.usage.models import LedgerEntry
 
@@ -32,6 +33,7 @@ def test_it_answers_a_chat_and_bills_it_exactly(gateway):
     assert completion.model == "chat-small"
     assert completion.choices[0].message.content
     usage = completion.usage
+    wait_for_settlements()
     entry = LedgerEntry.objects.get()
     expected = credits_for(
         prompt_tokens=usage.prompt_tokens,
@@ -127,6 +129,7 @@ def test_it_embeds_as_floats_and_as_base64(gateway):
     packed = base64.b64decode(raw["data"][0]["embedding"])
     decoded = list(struct.unpack(f"<{len(packed) // 4}f", packed))
     assert decoded == pytest.approx(floats.data[0].embedding, abs=1e-6)
+    wait_for_settlements()
     assert LedgerEntry.objects.filter(model__name="embed-small").count() == 2
 
 

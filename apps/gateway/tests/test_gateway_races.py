@@ -9,6 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from apps.core.testing import wait_for_settlements
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits
@@ -72,6 +73,7 @@ def test_it_never_spends_past_a_budget(gateway, which):
     assert all(e["code"] == "insufficient_quota" for e in refusals)
     assert {r.headers.get("x-anvil-limited-by") for r in responses if r.status_code == 200}
     assert spent(gateway, which) <= BUDGET
+    wait_for_settlements()
     ledger = sum(e.credits for e in LedgerEntry.objects.all())
     assert ledger == spent(gateway, which)
     assert LedgerEntry.objects.count() == statuses.count(200)

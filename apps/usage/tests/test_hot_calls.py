@@ -23,7 +23,9 @@ from apps.usage.credits import credits_for
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.hot import ahold_place, ahold_settle
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
+from apps.usage.selectors import budget_status
 from apps.usage.services import hold_place, hold_settle_reported, holds_sweep, member_limit_set
+from apps.usage.steps import settled_status
 from apps.usage.tests.conftest import make_key
 
 pytestmark = [
@@ -336,3 +338,40 @@ def test_a_hold_commits_without_waiting_for_the_disk_unless_durable_holds(world,
     assert during == ("on" if durable else "off")
     assert after == "on"
     assert Hold.objects.get().amount == Decimal("0.001")
+
+
+def test_a_hold_reports_the_budgets_its_settlement_will_leave(world):
+    """The credit headers of a non-streaming answer come from the hold, before the settlement
+    runs (relay.settle_after_answer): the budgets the hold reads are those of the database
+    right after it, and moved by the charge they are what the settlement itself reports."""
+    member_limit_set(
+        grant=world.grant, user=world.alice, monthly_limit=Decimal("0.05"), changed_by=None
+    )
+    key = make_key(world, total_limit=Decimal("0.04"), monthly_limit=Decimal("0.03"))
+    other = place("call", key, world.chat_model, max_completion_tokens=100)  # still open
+    for limit_changes, usage in [
+        ({}, {"completion_tokens": 500}),
+        ({}, {"prompt_tokens": 1200, "completion_tokens": 3000}),  # capped at the hold
+        ({"monthly_limit": Decimal("0.0065")}, {"completion_tokens": 0}),  # key month binds
+    ]:
+        if limit_changes:
+            ApiKey.objects.filter(pk=key.pk).update(**limit_changes)
+        hold = place("call", key, world.chat_model)
+        ids = {"api_key_id": key.pk, "grant_id": key.grant_id, "user_id": key.owner_id}
+        assert hold.status == budget_status(**ids, period=hold.period)
+        cost = credits_for(
+            prompt_tokens=usage.get("prompt_tokens", 1000),
+            completion_tokens=usage["completion_tokens"],
+            prompt_price=hold.prompt_price,
+            completion_price=hold.completion_price,
+        )
+        charge = min(cost, hold.amount)
+        foretold = settled_status(hold.status, amount=hold.amount, charge=charge)
+        settlement = settle("call", key, hold.pk, **usage)
+        assert settlement.entry.credits == charge
+        assert foretold == settlement.status
+        assert (foretold.remaining, foretold.limited_by) == (
+            settlement.status.remaining,
+            settlement.status.limited_by,
+        )
+    settle("call", key, other.pk)
