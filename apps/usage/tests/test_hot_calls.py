@@ -19,6 +19,7 @@ from apps.catalog.models import CatalogModel
 from apps.core.exceptions import NotFound
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.usage import prepared
 from apps.usage.credits import credits_for
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.hot import ahold_place, ahold_settle
@@ -276,24 +277,28 @@ def test_it_logs_a_missing_counter_row_and_still_settles_like_the_steps(world, c
 def test_it_holds_and_settles_in_one_statement_each(world, monkeypatch):
     key = make_key(world)
     statements = []
-    execute = AsyncCursor.execute
+    execute, call = AsyncCursor.execute, prepared.call
 
     async def counted(cursor, query, params=None, **options):
         statements.append(query)
         return await execute(cursor, query, params, **options)
+
+    async def called(conn, statement, params):
+        statements.append(statement.name)
+        return await call(conn, statement, params)
 
     async def request():
         hold = await ahold_place(
             api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id,
             catalog_model=world.chat_model, prompt_tokens=10, max_completion_tokens=10,
         )  # fmt: skip
-        placed = len(statements)
+        placed = list(statements)
         await ahold_settle(
             hold_id=hold.pk, api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id,
             prompt_tokens=10, completion_tokens=10, outcome=Outcome.OK, latency_ms=1,
             estimated=False,
         )  # fmt: skip
-        return placed, len(statements)
+        return placed, statements[len(placed) :]
 
     async def requests():
         await request()  # opens the pool, whose connections create the functions
@@ -301,7 +306,8 @@ def test_it_holds_and_settles_in_one_statement_each(world, monkeypatch):
         return await request()
 
     monkeypatch.setattr(AsyncCursor, "execute", counted)
-    assert asyncio.run(requests()) == (1, 2)
+    monkeypatch.setattr(prepared, "call", called)
+    assert asyncio.run(requests()) == (["anvil_hold_reserve"], ["anvil_hold_settle"])
     assert LedgerEntry.objects.count() == 2
 
 
