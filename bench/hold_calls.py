@@ -13,6 +13,8 @@ elsewhere on the machine hits them alike:
 - ``prepared``: the code as it is (``hot._call``);
 - ``cursor``: a ``steps.Call`` run through the connection's psycopg cursor, as before
   ``apps.usage.prepared`` (``hot._call`` replaced for the run).
+
+Last, the CPU of taking a connection from the pool and giving it back (psycopg_pool).
 """
 
 from __future__ import annotations
@@ -126,6 +128,18 @@ async def _run(options, world: dict) -> None:
     for way, rounds in figures.items():
         medians = (statistics.median(column) for column in zip(*rounds, strict=True))
         print(f"{'median':>6} {way:<9} " + " ".join(f"{value:>9.0f}" for value in medians))
+    print(f"psycopg_pool getconn + putconn: {await _pool_cycle():.1f} µs of CPU")
+
+
+async def _pool_cycle(count: int = 20000) -> float:
+    """CPU per getconn and putconn of ``hot``'s pool (once per hold, once per settlement)."""
+    from apps.usage import hot
+
+    pool = await hot._pool()
+    cpu = time.process_time()
+    for _ in range(count):
+        await pool.putconn(await pool.getconn())
+    return (time.process_time() - cpu) / count * 1e6
 
 
 def main() -> None:

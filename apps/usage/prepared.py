@@ -1,13 +1,14 @@
 """The hold and settlement calls (``steps.Call``) as prepared statements, straight on libpq.
 
-Through psycopg's cursor a call costs about 0.1 ms of CPU in psycopg itself (query conversion,
-parameter dumping, its prepare manager, its generators and waiting); the gateway runs two per
-request and may use 2 ms in all. So each connection of ``apps.usage.hot``'s pool prepares
-``sql.RESERVE_CALL`` and ``sql.SETTLE_CALL`` once (``PREPARE``, sent with the functions when the
-connection is made), and ``call`` runs one on the connection's libpq (``conn.pgconn``): the
-parameters as text in the statement's order, the event loop waiting on the socket, the row read
-by the connection's own psycopg loaders for its columns' types (``Transformer``) — the values
-the cursor would return. An error comes back as the exception psycopg raises for it.
+Through psycopg's cursor a call spends about 0.05 ms of CPU more in psycopg (query conversion,
+parameter dumping, its prepare manager, its generators and waiting) than here; the gateway runs
+two per request and may use 2 ms in all (``bench/hold_calls.py`` measures both). So each
+connection of ``apps.usage.hot``'s pool prepares ``sql.RESERVE_CALL`` and ``sql.SETTLE_CALL``
+once (``PREPARE``, sent with the functions when the connection is made), and ``call`` runs one
+on the connection's libpq (``conn.pgconn``): the parameters as text in the statement's order,
+the event loop waiting on the socket, the row read by the connection's own psycopg loaders for
+its columns' types (``Transformer``), the values the cursor would return. An error comes back
+as the exception psycopg raises for it.
 
 A call cancelled while it runs (its request ended) closes the connection, which the pool then
 replaces: a connection never goes back to the pool in the middle of a statement. The server may
