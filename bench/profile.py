@@ -29,6 +29,7 @@ LAYERS = [
     ("asgiref sync_to_async / threads", ("asgiref/", "concurrent/futures", "threading.py")),
     ("Django request handling", ("django/",)),
     ("uvicorn / HTTP parsing", ("uvicorn/", "httptools")),
+    ("backend client (gateway/backend_http)", ("(apps/gateway/backend_http.py",)),
     ("Anvil code", ("(apps/",)),
     ("asyncio / event loop", ("asyncio/", "uvloop")),
 ]
@@ -39,7 +40,7 @@ STEPS = [
     ("credit headers (budget_status)", ("budget_status (",)),
     ("catalog snapshot (current_catalog)", ("current_catalog (",)),
     ("concurrency slot (slots_redis)", ("(apps/gateway/slots",)),
-    ("backend call (relay._open, httpx)", ("_open (apps/gateway/relay.py",)),
+    ("backend call (relay._open)", ("_open (apps/gateway/relay.py",)),
     ("stream relay (relay._events)", ("_events (apps/gateway/relay.py",)),
     ("other gateway view code", ("(apps/gateway/",)),
 ]

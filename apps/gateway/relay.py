@@ -18,12 +18,12 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-import aiohttp
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from apps.core.aio import complete, keep
 from apps.gateway.admission import Admission
+from apps.gateway.backend_http import BackendConnectionError, BackendResponse
 from apps.gateway.errors import GatewayError
 from apps.gateway.upstream import backend_post
 from apps.usage.credits import credits_for
@@ -121,21 +121,21 @@ def stream_failure(outcome: str) -> GatewayError:
 
 
 def outcome_of(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+    if isinstance(exc, TimeoutError):  # the backend client's timeouts are TimeoutErrors
         return Outcome.BACKEND_TIMEOUT
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         return Outcome.CLIENT_DISCONNECTED
     return Outcome.BACKEND_ERROR
 
 
-async def _open(admission: Admission, path: str, body: dict) -> aiohttp.ClientResponse:
+async def _open(admission: Admission, path: str, body: dict) -> BackendResponse:
     model = admission.model
     return await backend_post(
         model.base_url + path, body=json.dumps(body).encode(), secret=model.backend_secret
     )
 
 
-async def _error_from_backend(response: aiohttp.ClientResponse) -> GatewayError:
+async def _error_from_backend(response: BackendResponse) -> GatewayError:
     """A backend's refusal: its 4xx means the request was bad (400, message passed on);
     anything else is the backend's failure (502)."""
     content = await response.read()
@@ -168,7 +168,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
     except GatewayError:
         await settle(tally)
         raise
-    except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+    except (BackendConnectionError, ValueError, TimeoutError) as exc:
         tally.outcome = outcome_of(exc)
         await settle(tally)
         raise backend_failure(exc) from None
@@ -251,7 +251,7 @@ async def relay_stream(
             tally.outcome = outcome_of(exc)
         await stack.aclose()
         await settle(tally)
-        if isinstance(exc, aiohttp.ClientError | TimeoutError):
+        if isinstance(exc, BackendConnectionError | TimeoutError):
             raise backend_failure(exc) from None
         raise
     events = _events(tally, response, stack, client_wants_usage)
@@ -269,7 +269,7 @@ async def relay_stream(
 
 async def _events(
     tally: Tally,
-    response: aiohttp.ClientResponse,
+    response: BackendResponse,
     stack: AsyncExitStack,
     client_wants_usage: bool,
 ):
@@ -277,7 +277,7 @@ async def _events(
     rename = _model_renames(tally.admission)
     try:
         async with asyncio.timeout_at(_deadline(tally)):
-            async for line in response.content:
+            async for line in response.lines():
                 if not line.startswith(b"data:"):
                     continue  # blank separators, comments, event names: re-framed below
                 data = line[5:].strip()
@@ -288,13 +288,13 @@ async def _events(
                     for upstream, name in rename:
                         data = data.replace(upstream, name)
                     yield b"data: " + data + b"\n\n"
-            if ended and not response.content.at_eof():
-                await response.content.read()  # the rest (a blank line) frees the connection
+            if ended and not response.at_eof():
+                await response.read()  # the rest (a blank line) frees the connection
         if ended:
             response.release()  # back to the pool
         else:
             tally.outcome = Outcome.BACKEND_ERROR
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (BackendConnectionError, TimeoutError) as exc:
         if not ended:
             tally.outcome = outcome_of(exc)
     except BaseException as exc:

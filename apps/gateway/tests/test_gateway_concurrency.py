@@ -42,7 +42,11 @@ async def six_at_once(gateway, model: str):
         while during != {"in_flight": 2, "queued": 3} and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             during = await slot_stats(model)
+        # a slot is taken a moment before its request reaches the backend
         backend = await asyncio.to_thread(devbackend_stats, gateway.backend_url)
+        while backend["in_flight"] < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            backend = await asyncio.to_thread(devbackend_stats, gateway.backend_url)
         return during, backend, await asyncio.gather(*tasks)
 
 
