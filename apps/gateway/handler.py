@@ -20,6 +20,8 @@ that these views do not need:
   only for what they use. An exception still becomes Django's answer (DisallowedHost → 400,
   anything else → 500, logged as Django logs them), and an answer of 400 or more is logged as
   Django logs it (``django.request``), both with Django's full request.
+- an access log line (apps/core/access_log.py) only for an answer that is not 2xx: every
+  answered request is in the usage ledger.
 
 A disconnect cancels the view, as in Django's handler: the view runs in the handler's own task
 and one task listens for ``http.disconnect`` (the streaming relay relies on the cancellation to
@@ -41,6 +43,7 @@ from django.http import HttpResponseBadRequest
 from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.log import log_response
 
+from apps.core.access_log import log_access
 from apps.gateway.request import GatewayRequest, path_info
 
 logger = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ class GatewayHandler(ASGIHandler):
                 "Bad Request (UnicodeDecodeError)", exc_info=True, extra={"status_code": 400}
             )
             await self.send_response(HttpResponseBadRequest(), send)
+            log_access(scope, 400)
             return
         exchange = _Exchange()
         task = asyncio.current_task()
@@ -127,6 +131,8 @@ class GatewayHandler(ASGIHandler):
                 task.uncancel()
         if response is not None:
             _close(response)
+            if not 200 <= response.status_code < 300:
+                log_access(scope, response.status_code)  # a 2xx answer is in the ledger
         if listener.done() and not listener.cancelled():
             listener.result()  # an invalid message from the server: raised as Django does
 
