@@ -55,7 +55,7 @@ llama: $(VENV)/.installed-llama
 
 ## run: migrate, load the demo catalog, seed demo data, start the development backend and Anvil
 run: $(VENV)/.installed
-	@export DEBUG=$${DEBUG:-true}; \
+	@export DEBUG=$${DEBUG:-true} ACCESS_LOG=$${ACCESS_LOG:-false}; \
 	$(PY) manage.py migrate --noinput -v 0 && \
 	$(PY) manage.py load_catalog demo/catalog.yaml && \
 	$(PY) manage.py seed_demo && \
@@ -66,7 +66,7 @@ run: $(VENV)/.installed
 	  echo "  Anvil is starting: open http://127.0.0.1:$(PORT)/ and sign in as demo-user / demo-user-password"; \
 	  echo "  (or demo-admin / demo-admin-password, the demo team's manager). Stop with Ctrl+C."; \
 	  echo ""; \
-	  $(PY) -m uvicorn portal.asgi:application --host 127.0.0.1 --port $(PORT) --log-level warning; }
+	  $(PY) -m uvicorn portal.asgi:application --host 127.0.0.1 --port $(PORT) --log-level warning --no-access-log; }
 
 ## test: the whole suite on PostgreSQL and Redis (started here when they are down)
 test: $(VENV)/.installed-dev

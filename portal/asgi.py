@@ -4,7 +4,8 @@ The gateway's URLs (apps/gateway/handler.py: the OpenAI-compatible endpoints and
 check) go to a lean handler without middleware or per-request signals; everything else to
 Django's normal handler. Static files are answered by Django's ASGI static handler in front
 of the latter. Behind a reverse proxy in production, the proxy can serve STATIC_ROOT
-(``manage.py collectstatic``) itself.
+(``manage.py collectstatic``) itself. Every request to the latter gets a line in Anvil's
+access log (apps/core/access_log.py); the gateway writes its own for answers that are not 2xx.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
-from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402 (after setup)
+from apps.core.access_log import logging_access  # noqa: E402 (after setup)
+from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402
 
 gateway_application = GatewayHandler()
 
@@ -26,5 +28,7 @@ gateway_application = GatewayHandler()
 async def application(scope, receive, send):
     if is_gateway_path(scope):
         await gateway_application(scope, receive, send)
+    elif scope["type"] == "http":
+        await logging_access(django_application, scope, receive, send)
     else:
         await django_application(scope, receive, send)

@@ -219,6 +219,9 @@ LOGGING = {
     "loggers": {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # A line per portal request and per gateway answer that is not 2xx, in place of
+        # uvicorn's access log (apps/core/access_log.py); at LOG_LEVEL unless turned off.
+        "anvil.access": {"level": "NOTSET" if env_bool("ACCESS_LOG", True) else "WARNING"},
     },
 }
 

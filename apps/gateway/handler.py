@@ -1,7 +1,7 @@
 """A lean ASGI handler for the gateway's URLs (portal/asgi.py routes them here).
 
-The same URLconf and the same plain async views, without what costs a thread hop per request
-and that these views do not need:
+The same URLconf and the same plain async views, without what costs time per request and
+that these views do not need:
 
 - no middleware: every ``MiddlewareMixin`` middleware runs its hooks through
   ``sync_to_async`` under ASGI. The views authenticate by API key, are csrf-exempt, use no
@@ -14,30 +14,41 @@ and that these views do not need:
   connections of the thread that serves the request; the gateway never queries the database
   on the event loop's thread — its database work runs in worker threads (``sync_to_async(...,
   thread_sensitive=False)``) that manage their own connections — so skipping them is safe.
-  (They also reset DEBUG's query log; DEBUG is off in production.)
+  (They also reset DEBUG's query log; DEBUG is off in production.) For the same reason no
+  ``ThreadSensitiveContext``: nothing here runs ``thread_sensitive=True``.
+- no Django ASGIRequest: the views get a ``GatewayRequest`` (request.py), which reads the scope
+  only for what they use. An exception still becomes Django's answer (DisallowedHost → 400,
+  anything else → 500, logged as Django logs them), and an answer of 400 or more is logged as
+  Django logs it (``django.request``), both with Django's full request.
+- an access log line (apps/core/access_log.py) only for an answer that is not 2xx: every
+  answered request is in the usage ledger.
 
-Django's disconnect handling is kept: the view runs in a task next to one listening for
-``http.disconnect``, and the view's task is cancelled when the client goes away (the
-streaming relay relies on it to close the backend stream and settle).
+A disconnect cancels the view, as in Django's handler: the view runs in the handler's own task
+and one task listens for ``http.disconnect`` (the streaming relay relies on the cancellation to
+close the backend stream and settle).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from contextlib import aclosing
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.exception import response_for_exception
+from django.http import HttpResponseBadRequest
 from django.urls import Resolver404, get_resolver, set_script_prefix
+from django.utils.log import log_response
 
+from apps.core.access_log import log_access
 from apps.core.aio import complete
+from apps.gateway.request import GatewayRequest, path_info
 
 logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("django.request")
 
 GATEWAY_PATHS = frozenset(
     {
@@ -71,120 +82,120 @@ def _views() -> dict[str, object]:
 
 
 def is_gateway_path(scope: dict) -> bool:
-    if scope["type"] != "http":
-        return False
-    path = scope["path"]
-    root = scope.get("root_path") or ""
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return path in GATEWAY_PATHS
+    """A gateway URL the URLconf has (any other goes to Django's handler)."""
+    return scope["type"] == "http" and path_info(scope) in _views()
+
+
+class _Exchange:
+    """What the disconnect listener and the handler share about one request."""
+
+    __slots__ = ("client_left",)
+
+    def __init__(self) -> None:
+        self.client_left = False
 
 
 class GatewayHandler(ASGIHandler):
-    """Django's ASGIHandler with an empty middleware chain and no per-request signals."""
+    """Django's ASGIHandler's parts for the gateway's views, without middleware, signals or
+    Django's request."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._checked_get_response)
-
-    async def _checked_get_response(self, request):
-        request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware did (DisallowedHost → 400)
-        view = _views().get(request.path_info)
-        if view is None:  # a URLconf without the gateway's paths: Django's own way
-            return await self._get_response_async(request)
-        response = await view(request)
-        self.check_response(response, view)
-        return response
+        pass  # none: see the module's docstring
 
     async def __call__(self, scope, receive, send):
-        async with ThreadSensitiveContext():
-            await self.handle(scope, receive, send)
-
-    async def handle(self, scope, receive, send):
         try:
-            body_file = await self.read_body(receive)
+            body = await self.read_body(receive)
         except RequestAborted:
             return
-        set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
-            return
-
-        async def process_request():
-            response = await self.run_get_response(request)
-            _finish_headers(response)
-            try:
-                await self.send_response(response, send)
-            except asyncio.CancelledError:
-                pass  # the client left while we were sending
-            return response
-
-        # As in ASGIHandler.handle: a disconnect cancels the view's task.
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request()),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
         try:
-            response = tasks[1].result()
+            request = GatewayRequest(scope, body)
+        except UnicodeDecodeError:  # a query string that is not UTF-8: 400, as from Django
+            request_logger.warning(
+                "Bad Request (UnicodeDecodeError)", exc_info=True, extra={"status_code": 400}
+            )
+            await self.send_response(HttpResponseBadRequest(), send)
+            log_access(scope, 400)
+            return
+        exchange = _Exchange()
+        task = asyncio.current_task()
+        listener = asyncio.create_task(self.listen_for_disconnect(receive, task, exchange))
+        response = None
+        try:
+            response = await self.get_response_async(request)
+            await self.send_response(response, send)
         except asyncio.CancelledError:
-            pass
-        else:
+            if not exchange.client_left:
+                raise  # not ours to swallow (the server is shutting down)
+        finally:
+            listener.cancel()  # no await before this: the listener can not cancel us later
+            if exchange.client_left:
+                task.uncancel()
+        if response is not None:
             _close(response)
+            if not 200 <= response.status_code < 300:
+                log_access(scope, response.status_code)  # a 2xx answer is in the ledger
             settling = getattr(response, "settling", None)
             if settling is not None:
                 # The request's settlement, started as its answer went out (relay.py): the
                 # request ends with it, so a graceful shutdown (which waits for requests to
                 # end) does not cut it off.
                 await complete(settling)
-        body_file.close()
+        if listener.done() and not listener.cancelled():
+            listener.result()  # an invalid message from the server: raised as Django does
 
-    async def read_body(self, receive):
-        """The body in memory, at most GATEWAY_MAX_BODY_BYTES + 1 bytes: reading stops there
-        (the view answers 413), so a client can not make Anvil store a body of any size, as
-        Django's handler would, in a file that rolls over to disk (chunked bodies declare no
-        length to refuse them by)."""
+    async def get_response_async(self, request: GatewayRequest):
+        """The view's answer; an exception becomes Django's answer to it (as Django's
+        convert_exception_to_response), an error is logged as Django logs it."""
+        try:
+            request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware did (DisallowedHost → 400)
+            view = _views().get(request.path_info)
+            if view is None:
+                raise Resolver404({"path": request.path_info})
+            response = await view(request)
+            self.check_response(response, view)
+        except Exception as exc:
+            set_script_prefix(get_script_prefix(request.scope))  # for the error page's URLs
+            response = await sync_to_async(response_for_exception, thread_sensitive=False)(
+                request.django_request(), exc
+            )
+        if response.status_code >= 400:
+            await sync_to_async(log_response, thread_sensitive=False)(
+                "%s: %s",
+                response.reason_phrase,
+                request.path,
+                response=response,
+                request=request.django_request(),
+            )
+        return response
+
+    async def read_body(self, receive) -> bytes:
+        """The body, at most GATEWAY_MAX_BODY_BYTES + 1 bytes: reading stops there (the view
+        answers 413), so a client can not make Anvil store a body of any size, as Django's
+        handler would, in a file that rolls over to disk (chunked bodies declare no length to
+        refuse them by)."""
         limit = settings.GATEWAY_MAX_BODY_BYTES + 1
-        body, size = io.BytesIO(), 0
+        chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise RequestAborted()
             chunk = message.get("body", b"")
             if chunk and size < limit:
-                body.write(chunk[: limit - size])
+                chunks.append(chunk[: limit - size])
                 size += len(chunk)
             if not message.get("more_body", False) or size >= limit:
                 break
-        body.seek(0)
-        return body
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def listen_for_disconnect(self, receive):
-        """Django's, except that what is left of a body read no further (over the limit) is
-        dropped as it arrives instead of being an invalid message."""
+    async def listen_for_disconnect(self, receive, task, exchange):
+        """Cancels ``task`` (the one serving the request) when the client goes away; what is
+        left of a body read no further (over the limit) is dropped as it arrives."""
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise RequestAborted()
+                exchange.client_left = True
+                task.cancel()
+                return
             if message["type"] != "http.request":
                 raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
 
@@ -197,10 +208,15 @@ class GatewayHandler(ASGIHandler):
             return
         # One message for the headers and one for the body (Django's chunking into
         # 64 KiB messages buys nothing here: uvicorn writes the body to the socket either way).
-        start = {"type": "http.response.start", "status": response.status_code}
-        start["headers"] = _headers(response)
-        await send(start)
-        await send({"type": "http.response.body", "body": response.content})
+        content = response.content
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": _headers(response, len(content)),
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
 
     async def _send_stream(self, response, send):
         """Each event goes out in one message as it comes (events are far below chunk_size)."""
@@ -208,7 +224,7 @@ class GatewayHandler(ASGIHandler):
             {
                 "type": "http.response.start",
                 "status": response.status_code,
-                "headers": _headers(response),
+                "headers": _headers(response, None),
             }
         )
         async with aclosing(aiter(response)) as content:
@@ -218,22 +234,23 @@ class GatewayHandler(ASGIHandler):
 
 
 SECURITY_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "same-origin"),
-    ("X-Frame-Options", "DENY"),
+    ("x-content-type-options", b"X-Content-Type-Options", b"nosniff"),
+    ("referrer-policy", b"Referrer-Policy", b"same-origin"),
+    ("x-frame-options", b"X-Frame-Options", b"DENY"),
 )
 
 
-def _finish_headers(response) -> None:
-    headers = response.headers
-    for name, value in SECURITY_HEADERS:
-        headers.setdefault(name, value)
-    if not response.streaming and "Content-Length" not in headers:
-        headers["Content-Length"] = str(len(response.content))
-
-
-def _headers(response) -> list[tuple[bytes, bytes]]:
-    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+def _headers(response, length: int | None) -> list[tuple[bytes, bytes]]:
+    """The response's headers as ASGI wants them, the security headers it does not set and,
+    given a length, a Content-Length (as the middleware added them)."""
+    # ResponseHeaders keeps lower-case name → (name, value), the values checked and str
+    store = response.headers._store
+    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in store.values()]
+    for key, name, value in SECURITY_HEADERS:
+        if key not in store:
+            headers.append((name, value))
+    if length is not None and "content-length" not in store:
+        headers.append((b"Content-Length", b"%d" % length))
     for cookie in response.cookies.values():
         headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
     return headers

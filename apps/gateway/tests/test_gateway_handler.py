@@ -1,17 +1,25 @@
 """The gateway's URLs are served by the lean handler (portal/asgi.py): no middleware, but the
 same security headers and Host check, a Content-Length, the catalog's model name in streamed
-chunks."""
+chunks; a client that leaves cancels the view, as under Django's handler."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import httpx
 import pytest
+from django.http import HttpResponse, StreamingHttpResponse
 
-pytestmark = pytest.mark.django_db(transaction=True)
+from apps.gateway import handler
+from apps.gateway.handler import GatewayHandler
+
+served = pytest.mark.django_db(transaction=True)
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 
 
+@served
 def test_it_answers_gateway_requests_with_the_security_headers(gateway):
     answer = httpx.post(
         f"{gateway.url}/chat/completions",
@@ -27,11 +35,13 @@ def test_it_answers_gateway_requests_with_the_security_headers(gateway):
     assert refused.headers["x-content-type-options"] == "nosniff"
 
 
+@served
 def test_it_refuses_a_host_outside_allowed_hosts(gateway):
     answer = httpx.get(f"{gateway.url}/models", headers={"host": "evil.example"})
     assert answer.status_code == 400
 
 
+@served
 def test_it_streams_the_catalog_name_not_the_backends(gateway):
     gateway.add_model("renamed", upstream="chat-small")
     stream = gateway.client().chat.completions.create(
@@ -45,10 +55,6 @@ def test_it_streams_the_catalog_name_not_the_backends(gateway):
 def test_it_stops_reading_a_chunked_body_past_the_limit(settings):
     # A chunked body declares no length: the handler keeps at most the limit + 1 bytes in
     # memory and stops reading there (Django's handler spooled any size to a temporary file).
-    import asyncio
-
-    from apps.gateway.handler import GatewayHandler
-
     settings.GATEWAY_MAX_BODY_BYTES = 1_000_000
     chunk = b"x" * 65_536
     sent = 0
@@ -59,10 +65,11 @@ def test_it_stops_reading_a_chunked_body_past_the_limit(settings):
         return {"type": "http.request", "body": chunk, "more_body": sent < 1_000}  # 65 MB
 
     body = asyncio.run(GatewayHandler().read_body(receive))
-    assert len(body.getvalue()) == 1_000_001  # one byte over: the view answers 413
+    assert len(body) == 1_000_001  # one byte over: the view answers 413
     assert sent == 16  # 16 chunks of 64 KiB reach the limit; the other 984 were never read
 
 
+@served
 def test_it_answers_a_chunked_body_over_the_limit_with_413(gateway, settings):
     settings.GATEWAY_MAX_BODY_BYTES = 100_000
 
@@ -77,3 +84,183 @@ def test_it_answers_a_chunked_body_over_the_limit_with_413(gateway, settings):
     )
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "request_too_large"
+
+
+# The handler driven directly, as uvicorn drives it, with a view standing in for the gateway's.
+
+PATH = "/api/v1/chat/completions"
+
+
+class Server:
+    """uvicorn's side of one request: the body, then ``http.disconnect`` once the client
+    leaves or the response is complete."""
+
+    def __init__(self, scope: dict | None = None) -> None:
+        self.scope = {
+            "type": "http",
+            "method": "POST",
+            "path": PATH,
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", b"Bearer x")],
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            **(scope or {}),
+        }
+        self.sent: list[dict] = []
+        self.body_read = False
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict:
+        if not self.body_read:
+            self.body_read = True
+            return {"type": "http.request", "body": b"{}"}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self.gone.set()
+
+    def start(self) -> asyncio.Task:
+        async def serve():
+            await GatewayHandler()(self.scope, self.receive, self.send)
+            return asyncio.current_task().cancelling()
+
+        return asyncio.create_task(serve())
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        return {name.lower(): value for name, value in self.sent[0]["headers"]}
+
+
+def serve_once(server: Server | None = None) -> Server:
+    server = server or Server()
+
+    async def main():
+        assert await server.start() == 0
+
+    asyncio.run(main())
+    return server
+
+
+def test_it_cancels_the_view_when_the_client_leaves(monkeypatch):
+    started, cancelled = asyncio.Event(), []
+
+    async def view(request):
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    monkeypatch.setitem(handler._views(), PATH, view)
+    server = Server()
+
+    async def main():
+        task = server.start()
+        await started.wait()
+        server.gone.set()  # the client leaves
+        return await asyncio.wait_for(task, 5)
+
+    assert asyncio.run(main()) == 0  # the handler returns, its task not left cancelling
+    assert cancelled == [True]
+    assert server.sent == []
+
+
+def test_it_cancels_a_stream_when_the_client_leaves_mid_stream(monkeypatch):
+    ended = []
+
+    async def events():
+        try:
+            yield b"data: 1\n\n"
+            await asyncio.sleep(60)
+            yield b"data: 2\n\n"
+        except asyncio.CancelledError:
+            ended.append("cancelled")  # the relay settles and closes the backend here
+            raise
+
+    async def view(request):
+        return StreamingHttpResponse(events(), content_type="text/event-stream")
+
+    class LeavingServer(Server):
+        async def send(self, message):
+            await super().send(message)
+            if message.get("body"):
+                self.gone.set()  # leaves after the first event
+
+    monkeypatch.setitem(handler._views(), PATH, view)
+    server = serve_once(LeavingServer())
+    assert ended == ["cancelled"]
+    assert [m.get("body") for m in server.sent[1:]] == [b"data: 1\n\n"]
+
+
+def test_it_does_not_swallow_a_cancellation_from_the_server(monkeypatch):
+    started = asyncio.Event()
+
+    async def view(request):
+        started.set()
+        await asyncio.sleep(60)
+
+    monkeypatch.setitem(handler._views(), PATH, view)
+
+    async def main():
+        task = Server().start()
+        await started.wait()
+        task.cancel()  # uvicorn shutting down, the client still there
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_it_sends_the_view_s_headers_with_the_security_headers_and_a_length(monkeypatch):
+    async def view(request):
+        answer = HttpResponse(b'{"ok": true}', content_type="application/json")
+        answer["X-Anvil-Credits-Charged"] = "0.5"
+        answer["X-Frame-Options"] = "SAMEORIGIN"  # a view's own value is kept
+        return answer
+
+    monkeypatch.setitem(handler._views(), PATH, view)
+    server = serve_once()
+    assert server.sent[0]["status"] == 200
+    assert server.headers == {
+        b"content-type": b"application/json",
+        b"x-anvil-credits-charged": b"0.5",
+        b"x-frame-options": b"SAMEORIGIN",
+        b"x-content-type-options": b"nosniff",
+        b"referrer-policy": b"same-origin",
+        b"content-length": b"12",
+    }
+    assert server.sent[1] == {"type": "http.response.body", "body": b'{"ok": true}'}
+
+
+def test_it_answers_a_failing_view_with_django_s_500_and_logs_it(monkeypatch, caplog):
+    async def view(request):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(handler._views(), PATH, view)
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        server = serve_once()
+    assert server.sent[0]["status"] == 500
+    assert server.headers[b"x-content-type-options"] == b"nosniff"
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.exc_info[1].args == ("boom",)
+    assert record.request.path == PATH
+
+
+def test_it_logs_an_error_answer_as_django_does(monkeypatch, caplog):
+    async def view(request):
+        return HttpResponse(status=401)
+
+    monkeypatch.setitem(handler._views(), PATH, view)
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        serve_once()
+    assert [r.getMessage() for r in caplog.records] == [f"Unauthorized: {PATH}"]
+
+
+def test_it_answers_a_query_string_that_is_not_utf8_with_400():
+    server = serve_once(Server({"query_string": b"model=\xff"}))
+    assert server.sent[0]["status"] == 400
