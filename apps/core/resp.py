@@ -11,9 +11,13 @@ caller's future. Everything else (sync code, pub/sub) stays on redis-py.
 How it works:
 
 * Redis answers the commands of a connection in the order it received them, so the
-  connection keeps a FIFO of futures: a command appends its future as it is written, each
+  connection keeps a FIFO of futures: a command appends its future as it is queued, each
   parsed reply resolves the oldest one. Any number of concurrent callers share the
   connection (pipelining), each getting its own reply.
+* The commands queued in one turn of the event loop are written together, at the end of that
+  turn (one ``write``: one system call here and one read in Redis, whose replies then tend to
+  come back in one read too). A request's key-cache ``GET`` and its slot script, sent side by
+  side (``apps.gateway.admission``), cost one round trip instead of two.
 * A caller that is cancelled (or whose ``timeout`` passed) leaves its future in the FIFO: its
   reply is still read and then dropped, so it can never be taken for a later command's reply.
 * Error replies are raised as :class:`ReplyError` (a ``redis.exceptions.ResponseError``); a
@@ -72,6 +76,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=ReplyError, notEnoughData=_MORE)
         self.pending: collections.deque[asyncio.Future] = collections.deque()
+        self.outgoing: list[bytes] = []  # queued this turn of the loop, written by _flush
         self.lost = False
 
     def connection_made(self, transport) -> None:
@@ -82,12 +87,21 @@ class _Protocol(asyncio.Protocol):
             # at once): its reply could never come, and a closing transport drops the write
             raise RespConnectionError("Connection to Redis lost.")
         future = self.loop.create_future()
-        self.transport.write(payload)
+        self.outgoing.append(payload)
+        if len(self.outgoing) == 1:
+            self.loop.call_soon(self._flush)
         self.pending.append(future)
         if timeout is not None:
             timer = self.loop.call_later(timeout, self._expire, future)
             future.add_done_callback(lambda _: timer.cancel())
         return future
+
+    def _flush(self) -> None:
+        payload = b"".join(self.outgoing)
+        self.outgoing.clear()
+        # A connection lost meanwhile has failed the futures of these commands already.
+        if not self.transport.is_closing():
+            self.transport.write(payload)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)

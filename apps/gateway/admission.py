@@ -3,13 +3,17 @@ key (401), model known (404), model active (503) and healthy (503), grant allowe
 non-commercial vs commercial affiliation (403), model kind fits the endpoint (400), context
 window (400), credit hold (429). ``aadmit`` runs it on the event loop on PostgreSQL: key
 lookup from the shared cache (async), checks against the in-memory catalog, then the hold on
-the async pool (``apps.usage.hot``) — no thread hop. On SQLite it runs ``admit``, the same
-steps synchronously, in one worker thread.
+the async pool (``apps.usage.hot``) — no thread hop. A key this process accepted before has
+its hold and slot taken while the cache is read (``_aadmit_early``), undone without a trace
+when the fresh read refuses. On SQLite it runs ``admit``, the same steps synchronously, in one
+worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from dataclasses import dataclass, replace
 
@@ -22,11 +26,19 @@ from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
-from apps.keys.auth import AuthResult, aapi_key_authenticate, api_key_authenticate
+from apps.keys.auth import (
+    AuthResult,
+    aapi_key_authenticate,
+    api_key_authenticate,
+    recent_api_key,
+)
 from apps.keys.models import ApiKey
 from apps.usage.hot import ahold_place, ahold_settle, on_event_loop
 from apps.usage.models import Outcome
 from apps.usage.services import hold_place
+from apps.usage.withdraw import ahold_withdraw
+
+logger = logging.getLogger(__name__)
 
 # A hold outlives the longest request by this much; only a crashed process leaves it behind.
 HOLD_MARGIN_SECONDS = 120
@@ -238,11 +250,84 @@ async def aadmit(
         )
         slot = _slot_for(admission.key, admission.model)
         return replace(admission, slot=slot, started=started)
-    key = await aauthenticate(secret)
-    plan = _plan(key=key, catalog=catalog, **checks, max_tokens=max_tokens, choices=choices)
-    slot = _slot_for(key, plan.model)
+    plan_for = functools.partial(
+        _plan, catalog=catalog, **checks, max_tokens=max_tokens, choices=choices
+    )
+    guess = _guess(secret, plan_for)
+    if guess is not None:
+        return await _aadmit_early(secret, guess, plan_for, started)
+    return await _aadmit_planned(plan_for(key=await aauthenticate(secret)), started)
+
+
+async def _aadmit_planned(plan: _Plan, started: float) -> Admission:
+    slot = _slot_for(plan.key, plan.model)
     hold = await _ahold_taking(plan.hold_args, slot)
     return plan.admitted(hold, slot=slot, started=started)
+
+
+def _guess(secret: str | None, plan_for) -> _Plan | None:
+    """The plan for the key this process last accepted for ``secret`` (its digest compared,
+    every check of the key passed on that copy), when it passes every check too; else None,
+    and the request is admitted step by step (so whatever it is told, the key comes first)."""
+    key = recent_api_key(secret=secret) if secret else None
+    if key is None:
+        return None
+    try:
+        return plan_for(key=key)
+    except GatewayError:
+        return None
+
+
+def _holder(plan: _Plan) -> tuple:
+    """Whose budgets the plan's hold takes from (the rest of it does not depend on the key)."""
+    return plan.key.id, plan.key.grant_id, plan.key.owner_id
+
+
+async def _aadmit_early(secret: str, guess: _Plan, plan_for, started: float) -> Admission:
+    """Admit on the plan of a key accepted before, reading the key again meanwhile: the hold
+    (PostgreSQL) and the slot are taken while the key cache's GET is out (written with the
+    slot's script, one round trip for both), so the read adds no round trip of its own.
+    What the request is told is what the fresh read says, checked as in ``aadmit``'s other
+    way: refused (revoked, expired, the owner now commercial…), the hold is withdrawn without
+    a trace (no ledger row, as for any refused request) and the slot given back before the
+    refusal is raised; so is everything on any exit before the hold is in hand (a client's
+    disconnect included). From then on it is the same as the other way."""
+    args = guess.hold_args
+    slot = _slot_for(guess.key, guess.model)
+    # In this order, so the hold's query goes out first and the slot's script (queued one turn
+    # of the loop after ``taking`` starts) in the same write as the GET (``resp``).
+    placing = asyncio.ensure_future(_ahold(args))
+    taking = asyncio.ensure_future(slot.acquire())
+    reading = asyncio.ensure_future(aapi_key_authenticate(secret=secret, accepted=guess.key))
+    try:
+        plan = plan_for(key=_accepted(await reading))
+        same = _holder(plan) == _holder(guess)
+        if same:
+            hold = await asyncio.shield(placing)  # a disconnect meanwhile: placed, withdrawn
+    except BaseException:
+        await complete(_withdraw(placing, taking, slot))
+        raise
+    if not same:  # the key's row names another grant or owner now: start again with it
+        await complete(_withdraw(placing, taking, slot))
+        return await _aadmit_planned(plan, started)
+    hold = await _slot_taken(args, slot, taking, hold)
+    return plan.admitted(hold, slot=slot, started=started)
+
+
+async def _withdraw(placing: asyncio.Future, taking: asyncio.Future, slot) -> None:
+    """Undo an early admission before its hold was in hand: the slot given back (or its place
+    in the queue left), the hold waited for and withdrawn (no charge, no ledger row)."""
+    taking.cancel()
+    await asyncio.gather(taking, return_exceptions=True)
+    try:
+        await slot.__aexit__(None, None, None)  # a slot taken before the cancel is released
+    finally:
+        (hold,) = await asyncio.gather(placing, return_exceptions=True)
+        if not isinstance(hold, BaseException):
+            try:
+                await ahold_withdraw(hold_id=hold.id)
+            except Exception:  # the refusal is still told; the sweeper ends the hold
+                logger.exception("Withdrawing hold %s failed; it expires instead", hold.id)
 
 
 def _slot_for(key: ApiKey, model: ServedModel):
@@ -274,6 +359,12 @@ async def _ahold_taking(args: dict, slot):
         await asyncio.gather(taking, return_exceptions=True)
         await slot.__aexit__(None, None, None)  # a slot taken before the cancel is released
         raise
+    return await _slot_taken(args, slot, taking, hold)
+
+
+async def _slot_taken(args: dict, slot, taking: asyncio.Future, hold):
+    """The hold is placed: wait for the slot being taken. Any failure or cancellation gives
+    the slot back and releases the hold at no charge (one ledger row)."""
     try:
         # The wait in the queue counts against the request's time, so no request outlives
         # its hold (which lives GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS).

@@ -235,3 +235,24 @@ def test_a_command_sent_as_the_new_connection_closes_fails_instead_of_waiting_fo
             server.close()
 
     asyncio.run(scenario())
+
+
+def test_it_writes_the_commands_of_one_turn_of_the_loop_together(url):
+    # A request's key-cache GET and its slot script are queued side by side: one write (one
+    # system call, one read in Redis) for both.
+    async def scenario():
+        client = resp.Client(url)
+        try:
+            await client.execute("PING")  # connected
+            transport = client._protocol.transport
+            writes, write = [], transport.write
+            transport.write = lambda data: (writes.append(data.count(b"ECHO")), write(data))
+            together = await asyncio.gather(*(client.execute("ECHO", i) for i in range(3)))
+            alone = await client.execute("ECHO", "later")
+            return together, alone, writes
+        finally:
+            client.close()
+
+    together, alone, writes = asyncio.run(scenario())  # asyncio's transport: write can be wrapped
+    assert (together, alone) == ([b"0", b"1", b"2"], b"later")
+    assert writes == [3, 1]
