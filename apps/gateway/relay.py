@@ -159,7 +159,7 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
                     tally.outcome = Outcome.BACKEND_ERROR
                     raise await _error_from_backend(response)
                 payload = json.loads(await response.read())
-            releasing = slot.release_soon()  # the slot's round trip overlaps the settlement's
+            releasing = slot.release_soon()  # its round trip overlaps sending the answer
             if not isinstance(payload, dict):
                 raise ValueError("the backend's answer is not a JSON object")
             tally.take_usage(payload.get("usage"))
@@ -182,11 +182,12 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
         charged = await settle(tally)
     else:
         charged = tally.charged
-    await complete(releasing)  # a cancellation here must not stop the release
     answer = HttpResponse(json.dumps(payload), content_type="application/json")
     for name, value in credit_headers(charged, admission).items():
         answer[name] = value
-    answer.settling = settling  # the handler waits for it after sending the answer
+    # The slot's release and the settlement run while the answer is sent (neither can be
+    # cancelled by the caller); the handler waits for both after sending it.
+    answer.settling = asyncio.gather(*(task for task in (settling, releasing) if task))
     return answer
 
 

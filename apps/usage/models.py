@@ -121,12 +121,28 @@ class Hold(models.Model):
     Prices are copied here so the settlement charges what was reserved even if the catalog
     changes meanwhile. A hold that outlives ``expires_at`` belonged to a crashed process and is
     released by ``holds_sweep``.
+
+    The table holds only the requests in flight, a few rows, and every request inserts and
+    deletes one: its foreign keys are checked by Django (PROTECT) but have no database
+    constraint and no index. The constraints' checks at each hold's commit and the four
+    index entries cost about 0.2 ms of the hold's round trip (measured on the gateway's
+    reserve function); the rows they would check are the ones the hold has just updated
+    (the key, its grant, the member's counter) and the catalog's model, which is protected.
     """
 
-    api_key = models.ForeignKey(ApiKey, models.PROTECT, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+")
-    grant = models.ForeignKey(Grant, models.PROTECT, related_name="+")
-    model = models.ForeignKey(CatalogModel, models.PROTECT, related_name="+")
+    api_key = models.ForeignKey(
+        ApiKey, models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="+", db_constraint=False,
+        db_index=False,
+    )  # fmt: skip
+    grant = models.ForeignKey(
+        Grant, models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    model = models.ForeignKey(
+        CatalogModel, models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     period = period_field()
     amount = models.DecimalField(**CREDIT_DIGITS)
     prompt_tokens = models.PositiveIntegerField()
