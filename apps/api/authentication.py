@@ -13,7 +13,8 @@ from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX
 
 class ManagementKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer anvm-…``: the request acts as the key's owner; ``request.auth``
-    is the ManagementKey. A missing header is left to the permission (401); an API key is 403."""
+    is the ManagementKey. A missing header is left to the permission (401); an API key is 403; a
+    key of a deactivated person is 401 ``account_disabled``."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION")
@@ -27,8 +28,8 @@ class ManagementKeyAuthentication(BaseAuthentication):
         result = management_key_authenticate(secret=secret)
         if result.status == 403:
             raise exceptions.PermissionDenied(result.message, code="wrong_key_kind")
-        if not result.ok:
-            raise exceptions.AuthenticationFailed(result.message, code="invalid_api_key")
+        if not result.ok:  # invalid_api_key, or account_disabled (the owner is deactivated)
+            raise exceptions.AuthenticationFailed(result.message, code=result.code)
         return result.key.owner, result.key
 
     def authenticate_header(self, request) -> str:
@@ -38,7 +39,8 @@ class ManagementKeyAuthentication(BaseAuthentication):
 class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer anv-…``: the request acts as the key's owner; ``request.auth`` is
     the ApiKey. A missing header is left to the permission (401); a management key, or a key
-    whose grant is outside its validity dates, is 403."""
+    whose grant is outside its validity dates, is 403; a key of a deactivated person is 401
+    ``account_disabled``."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION")
@@ -52,8 +54,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         result = api_key_authenticate(secret=secret)
         if result.status == 403:  # a management key, or the key's grant is outside its dates
             raise exceptions.PermissionDenied(result.message, code=result.code)
-        if not result.ok:
-            raise exceptions.AuthenticationFailed(result.message, code="invalid_api_key")
+        if not result.ok:  # invalid_api_key, or account_disabled (the owner is deactivated)
+            raise exceptions.AuthenticationFailed(result.message, code=result.code)
         return result.key.owner, result.key
 
     def authenticate_header(self, request) -> str:

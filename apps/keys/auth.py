@@ -38,10 +38,14 @@ class Refusal(enum.StrEnum):
     ARCHIVED = "archived"
     WRONG_KIND = "wrong_kind"
     GRANT_NOT_VALID = "grant_not_valid"
+    OWNER_INACTIVE = "owner_inactive"
 
 
 # Refusals answered with 403 (the key is genuine but may not do this), with their codes.
 FORBIDDEN = {Refusal.WRONG_KIND: "wrong_key_kind", Refusal.GRANT_NOT_VALID: "grant_not_valid"}
+# Refusals answered with 401 under a code of their own (else ``invalid_api_key``): the key is
+# genuine and not revoked, but does not work for now.
+UNAUTHORIZED = {Refusal.OWNER_INACTIVE: "account_disabled"}
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,11 @@ class AuthResult:
 
     @property
     def code(self) -> str | None:
-        """The error code for clients: ``invalid_api_key`` (401), ``wrong_key_kind`` or
-        ``grant_not_valid`` (403)."""
+        """The error code for clients: ``invalid_api_key`` or ``account_disabled`` (401),
+        ``wrong_key_kind`` or ``grant_not_valid`` (403)."""
         if self.ok:
             return None
-        return FORBIDDEN.get(self.refusal, "invalid_api_key")
+        return FORBIDDEN.get(self.refusal) or UNAUTHORIZED.get(self.refusal, "invalid_api_key")
 
 
 def _refuse(kind: KeyKind, refusal: Refusal) -> AuthResult:
@@ -111,6 +115,8 @@ def _refuse(kind: KeyKind, refusal: Refusal) -> AuthResult:
         Refusal.REVOKED: f"This {kind.label} has been revoked.",
         Refusal.ARCHIVED: f"This {kind.label} has been archived and revoked.",
         Refusal.WRONG_KIND: kind.wrong_kind_message,
+        Refusal.OWNER_INACTIVE: f"The owner of this {kind.label} is deactivated; their keys do "
+        "not work until the account is active again.",
     }
     return AuthResult(refusal=refusal, message=messages[refusal])
 
@@ -131,6 +137,8 @@ def _judge(kind: KeyKind, secret: str, key) -> AuthResult:
     now = timezone.now()
     if key.expires_at <= now:
         return _refuse(kind, Refusal.EXPIRED)
+    if not key.owner.is_active:  # not revoked: the keys work again once the owner is reactivated
+        return _refuse(kind, Refusal.OWNER_INACTIVE)
     if kind.has_grant:
         return _judge_grant(key, today=timezone.localdate(now))
     return AuthResult(key=key)
@@ -155,9 +163,10 @@ def _judge_grant(key, *, today) -> AuthResult:
 
 
 def _cacheable(result: AuthResult) -> bool:
-    """Active keys are cached, also while their grant is outside its dates (judged on every
-    read), so a client hammering with such a key costs no query per request."""
-    return result.ok or result.refusal == Refusal.GRANT_NOT_VALID
+    """Active keys are cached, also while their grant is outside its dates or their owner is
+    deactivated (judged on every read; a change to either drops the entry), so a client
+    hammering with such a key costs no query per request."""
+    return result.ok or result.refusal in (Refusal.GRANT_NOT_VALID, Refusal.OWNER_INACTIVE)
 
 
 def _authenticate(kind: KeyKind, secret: str) -> AuthResult:

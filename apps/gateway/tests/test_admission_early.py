@@ -164,6 +164,30 @@ def test_an_owner_who_turned_commercial_is_refused_a_non_commercial_model_at_onc
     assert accounts(key) == before
 
 
+def test_a_deactivated_owners_key_is_refused_at_once_and_leaves_nothing(
+    setup, world, bob_key, holds
+):
+    # The process's copy of the key still carries the owner as active: the early hold and
+    # slot are taken, the fresh read refuses, both are given back.
+    key, secret = bob_key
+    served(secret)
+    before = accounts(key)
+    world.bob.is_active = False
+    world.bob.save()
+
+    error = refused(secret)
+    assert (error.status, error.code) == (401, "account_disabled")
+    assert holds == [key.id, key.id]
+    assert accounts(key) == before
+    assert refused(secret).code == "account_disabled"
+    assert holds == [key.id, key.id]  # known refused now: no hold placed at all
+
+    world.bob.is_active = True
+    world.bob.save()
+    served(secret)  # not revoked: admitted again
+    assert holds == [key.id, key.id, key.id]
+
+
 def test_a_wrong_secret_of_a_known_key_never_places_a_hold(setup, bob_key, holds):
     key, secret = bob_key
     served(secret)
