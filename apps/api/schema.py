@@ -15,7 +15,8 @@ class ManagementKeyScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "A management key (anvm-…), created on the portal's Management "
-            "keys page. It can only create API keys.",
+            "keys page. It can only create API keys. While its owner's account is deactivated "
+            "it is refused with 401 `account_disabled`.",
         }
 
 
@@ -27,7 +28,8 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "An API key (anv-…), created on the portal's API keys page.",
+            "description": "An API key (anv-…), created on the portal's API keys page. While "
+            "its owner's account is deactivated it is refused with 401 `account_disabled`.",
         }
 
 
