@@ -36,7 +36,7 @@ class RunningServer:
 def start_uvicorn(app, *, port: int | None = None) -> RunningServer:
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio"
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

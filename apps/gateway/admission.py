@@ -24,6 +24,7 @@ from apps.core.aio import complete
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
+from apps.gateway.ready import limits_of, ready_holds
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
 from apps.keys.auth import (
@@ -184,7 +185,8 @@ class _Plan:
         }
 
     def admitted(self, hold, **extra) -> Admission:
-        per_choice = hold.max_completion_tokens // self.choices
+        # (a ready hold may be larger than this request's: apps.gateway.ready)
+        per_choice = min(hold.max_completion_tokens // self.choices, self.budget)
         lowered = per_choice < self.budget
         return Admission(
             key=self.key,
@@ -262,7 +264,24 @@ async def aadmit(
 async def _aadmit_planned(plan: _Plan, started: float) -> Admission:
     slot = _slot_for(plan.key, plan.model)
     hold = await _ahold_taking(plan.hold_args, slot)
+    _replenish(plan)
     return plan.admitted(hold, slot=slot, started=started)
+
+
+def _replenish(plan: _Plan) -> None:
+    """A ready hold for the key's next request to this model (apps.gateway.ready)."""
+    registry = ready_holds()
+    if registry is not None:
+        registry.replenish(plan.hold_args, plan.key)
+
+
+async def _ahold_ready(ready: asyncio.Future, args: dict):
+    """The ready hold's placement; when it was refused (it was placed for an earlier, larger
+    request), the request's own hold instead."""
+    try:
+        return await ready
+    except ApplicationError:
+        return await _ahold(args)
 
 
 def _guess(secret: str | None, plan_for) -> _Plan | None:
@@ -294,14 +313,21 @@ async def _aadmit_early(secret: str, guess: _Plan, plan_for, started: float) -> 
     disconnect included). From then on it is the same as the other way."""
     args = guess.hold_args
     slot = _slot_for(guess.key, guess.model)
+    registry = ready_holds()
+    ready = registry.take(args, guess.key) if registry is not None else None
     # In this order, so the hold's query goes out first and the slot's script (queued one turn
     # of the loop after ``taking`` starts) in the same write as the GET (``resp``).
-    placing = asyncio.ensure_future(_ahold(args))
+    if ready is None:
+        placing = asyncio.ensure_future(_ahold(args))
+    else:
+        placing = asyncio.ensure_future(_ahold_ready(ready, args))
     taking = asyncio.ensure_future(slot.acquire())
     reading = asyncio.ensure_future(aapi_key_authenticate(secret=secret, accepted=guess.key))
     try:
         plan = plan_for(key=_accepted(await reading))
         same = _holder(plan) == _holder(guess)
+        if ready is not None and limits_of(plan.key) != limits_of(guess.key):
+            same = False  # the ready hold was placed under other limits: not used
         if same:
             hold = await asyncio.shield(placing)  # a disconnect meanwhile: placed, withdrawn
     except BaseException:
@@ -311,6 +337,7 @@ async def _aadmit_early(secret: str, guess: _Plan, plan_for, started: float) -> 
         await complete(_withdraw(placing, taking, slot))
         return await _aadmit_planned(plan, started)
     hold = await _slot_taken(args, slot, taking, hold)
+    _replenish(plan)
     return plan.admitted(hold, slot=slot, started=started)
 
 

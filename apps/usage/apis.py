@@ -91,7 +91,11 @@ class UsageStatusApi(APIView):
         responses={
             200: OutputSerializer,
             401: OpenApiResponse(
-                ErrorOutput, description="No key, or an unknown, expired, revoked or archived one, or one whose owner is deactivated."
+                ErrorOutput,
+                description=(
+                    "No key, or an unknown, expired, revoked or archived one, or one whose "
+                    "owner is deactivated."
+                ),
             ),
             403: OpenApiResponse(
                 ErrorOutput,

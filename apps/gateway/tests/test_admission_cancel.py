@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from apps.core.testing import wait_for_settlements
 from apps.gateway.admission import _ahold_taking
 from apps.gateway.slots import slots_close
 from apps.gateway.tests.test_slots import make_setup, slot, slot_stats
@@ -57,6 +58,7 @@ def test_a_disconnect_as_the_slot_is_granted_gives_back_the_slot_and_the_hold(wo
 
     after = asyncio.run(scenario())
     assert after == {"in_flight": 0, "queued": 0}
+    wait_for_settlements()
     assert not Hold.objects.exists()
     rows = list(LedgerEntry.objects.values_list("outcome", "credits"))
     assert rows == [(Outcome.CLIENT_DISCONNECTED, 0)]

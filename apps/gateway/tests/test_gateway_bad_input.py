@@ -14,6 +14,7 @@ import httpx
 import pytest
 from django.db.models import Sum
 
+from apps.core.testing import wait_for_settlements
 from apps.gateway.errors import GatewayError
 from apps.gateway.tests.malformed import KNOWN_BAD, generated, valid_body
 from apps.gateway.tests.test_parsing_fuzz import parse
@@ -47,6 +48,7 @@ def assert_error_shape(response: httpx.Response) -> dict:
 
 
 def assert_nothing_held_or_charged(gateway) -> None:
+    wait_for_settlements()
     assert not Hold.objects.exists()
     assert not LedgerEntry.objects.filter(credits__gt=0).exists()
     held = [

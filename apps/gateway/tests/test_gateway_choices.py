@@ -101,6 +101,7 @@ def test_a_failure_after_admission_gives_the_slot_and_the_hold_back(gateway, mon
         with pytest.raises(openai.InternalServerError):
             gateway.client().chat.completions.create(model="only-one", messages=HELLO)
     assert async_to_sync(slot_stats)("only-one") == {"in_flight": 0, "queued": 0}
+    wait_for_settlements()
     assert not Hold.objects.exists()
     assert ApiKey.objects.get(pk=gateway.key.pk).credits_held == 0
     wait_for_settlements()

@@ -167,6 +167,7 @@ def test_a_client_that_leaves_the_queue_frees_its_place_and_its_hold(gateway):
     deadline = time.monotonic() + 3
     while Hold.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    wait_for_settlements()
     assert not Hold.objects.exists()
     rows = dict(LedgerEntry.objects.values_list("outcome", "credits"))
     assert set(rows) == {Outcome.OK, Outcome.CLIENT_DISCONNECTED}
@@ -193,6 +194,7 @@ def test_a_request_waits_in_the_queue_no_longer_than_a_request_may_take(gateway,
     status, waited, headers = asyncio.run(while_someone_holds_the_slot())
     assert status == 503 and int(headers["retry-after"]) >= 1
     assert 0.9 < waited < 5
+    wait_for_settlements()
     assert not Hold.objects.exists()
     assert list(LedgerEntry.objects.values_list("outcome", "credits")) == [(Outcome.CANCELLED, 0)]
     assert async_to_sync(slot_stats)("full") == {"in_flight": 0, "queued": 0}
@@ -215,4 +217,5 @@ def test_the_time_in_the_queue_counts_toward_the_request_deadline(gateway, setti
     assert status == 504  # 0.6 s queued + 0.7 s at the backend > 1 s in all
     entry = LedgerEntry.objects.get()
     assert entry.outcome == Outcome.BACKEND_TIMEOUT and entry.latency_ms >= 900
+    wait_for_settlements()
     assert not Hold.objects.exists()

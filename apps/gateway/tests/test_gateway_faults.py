@@ -21,6 +21,7 @@ HELLO = [{"role": "user", "content": "Hello there"}]
 
 
 def assert_nothing_held(gateway):
+    wait_for_settlements()
     grant = Grant.objects.get(pk=gateway.world.grant.pk)
     assert grant.credits_held == 0
     assert not Hold.objects.exists()

@@ -35,8 +35,9 @@ def chat(gateway) -> httpx.Response:
 
 
 def test_the_answer_does_not_wait_for_the_settlement_and_tells_what_it_charges(
-    gateway, monkeypatch
+    gateway, monkeypatch, settings
 ):
+    settings.GATEWAY_READY_HOLDS = False  # the request's own hold is the only one
     release = threading.Event()
     real_settle = relay.ahold_settle
 
@@ -68,8 +69,10 @@ def test_the_answer_does_not_wait_for_the_settlement_and_tells_what_it_charges(
 
 
 def test_a_settlement_that_fails_after_the_answer_is_logged_and_left_to_the_sweeper(
-    gateway, monkeypatch, caplog
+    gateway, monkeypatch, caplog, settings
 ):
+    settings.GATEWAY_READY_HOLDS = False  # the request's own hold is the only one
+
     async def broken_settle(**args):
         raise RuntimeError("the database went away")
 
