@@ -16,6 +16,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -34,6 +35,7 @@ from apps.keys.auth import (
     recent_api_key,
 )
 from apps.keys.models import ApiKey
+from apps.usage.credits import credits_for
 from apps.usage.hot import ahold_place, ahold_settle, on_event_loop
 from apps.usage.models import Outcome
 from apps.usage.services import hold_place
@@ -59,6 +61,10 @@ class Admission:
     started: float = 0.0
     # the hold itself (amount, prices; on PostgreSQL its ``status``: the budgets right after it)
     hold: object = None
+    # the most the request may be charged when its hold is larger than its own would be (a
+    # ready hold placed for an earlier, larger request: apps.gateway.ready): its own hold's
+    # amount; None when the hold is its own
+    max_charge: Decimal | None = None
 
 
 def _missing_key() -> GatewayError:
@@ -196,7 +202,21 @@ class _Plan:
             prompt_estimate=self.prompt.estimate,
             max_tokens=per_choice if (lowered or self.max_tokens is not None) else None,
             lowered=lowered,
+            max_charge=self._max_charge(hold, per_choice * self.choices),
             **extra,
+        )
+
+    def _max_charge(self, hold, completion_tokens: int) -> Decimal | None:
+        """The amount of the request's own hold when ``hold`` is larger (else None): the
+        request never costs more than that, whichever hold pays for it."""
+        prompt_tokens = self.prompt.upper_bound
+        if hold.prompt_tokens <= prompt_tokens and hold.max_completion_tokens <= completion_tokens:
+            return None
+        return credits_for(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            prompt_price=hold.prompt_price,
+            completion_price=hold.completion_price,
         )
 
 

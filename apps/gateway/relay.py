@@ -71,6 +71,7 @@ def _settle_args(tally: Tally) -> dict:
         "outcome": tally.outcome,
         "latency_ms": int((time.monotonic() - tally.started) * 1000),
         "estimated": estimated,
+        "max_charge": admission.max_charge,
     }
 
 
@@ -195,10 +196,10 @@ def settle_after_answer(tally: Tally) -> asyncio.Future | None:
     """Settle a successful non-streaming request while its answer is sent, not before: the
     credit headers come from the hold, which read the four budgets when it was placed —
     the charge is what the settlement will charge (``credits_for`` of the usage, at most the
-    hold), the budgets are moved as the settlement moves them. Returns the settlement's task
-    (kept referenced; the handler awaits it after the answer went out, so a graceful shutdown
-    waits for it too), or None when the hold carries no budgets (on SQLite), and then the
-    caller settles first as before.
+    hold and the admission's ``max_charge``), the budgets are moved as the settlement moves
+    them. Returns the settlement's task (kept referenced; the handler awaits it after the
+    answer went out, so a graceful shutdown waits for it too), or None when the hold carries
+    no budgets (on SQLite), and then the caller settles first as before.
 
     What the answer tells is what the ledger will say; only a client that reads its usage in
     the very millisecond after the answer can find the request not yet in it."""
@@ -213,7 +214,8 @@ def settle_after_answer(tally: Tally) -> asyncio.Future | None:
         prompt_price=hold.prompt_price,
         completion_price=hold.completion_price,
     )
-    charge = min(cost, hold.amount)
+    most = tally.admission.max_charge  # (a ready hold larger than the request's own)
+    charge = min(cost, hold.amount if most is None else min(hold.amount, most))
     after = settled_status(status, amount=hold.amount, charge=charge)
     tally.settled = True
     tally.charged = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
+from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -203,10 +204,13 @@ async def ahold_settle(
     outcome: str,
     latency_ms: int,
     estimated: bool,
+    max_charge: Decimal | None = None,
 ) -> steps.Settlement:
     """``services.hold_settle_reported`` for async code: settle the hold (see ``hold_settle``)
     and return its ledger entry (None when already settled or swept) with the four budgets
-    of the key and member right after, from the same transaction."""
+    of the key and member right after, from the same transaction. ``max_charge``: the most the
+    request may be charged when its hold is larger than its own would be (a ready hold of
+    ``apps.gateway.ready``: PostgreSQL only, so the SQLite way never gets one)."""
     usage = {
         "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
         "outcome": outcome, "latency_ms": latency_ms, "estimated": estimated,
@@ -218,4 +222,7 @@ async def ahold_settle(
     check_settlement(
         outcome, latency_ms, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
     )
-    return await _on_pool(steps.settle_by_call(hold_id=hold_id, report_for=report_for, **usage))
+    settling = steps.settle_by_call(
+        hold_id=hold_id, report_for=report_for, max_charge=max_charge, **usage
+    )
+    return await _on_pool(settling)

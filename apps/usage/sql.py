@@ -234,7 +234,8 @@ RESERVE_CALL = _call("anvil_hold_reserve", _RESERVE_ARGUMENTS)
 _SETTLE_ARGUMENTS = (
     "_hold bigint, _report_key bigint, _report_grant bigint, _report_user bigint,"
     " _report_period text, _created timestamptz, _prompt_tokens integer,"
-    " _completion_tokens integer, _outcome text, _latency_ms integer, _estimated boolean"
+    " _completion_tokens integer, _outcome text, _latency_ms integer, _estimated boolean,"
+    " _max_charge numeric"
 )
 # What the settlement returns: the ledger row (NULL when the hold was already claimed), the
 # names of the RELEASE_* statements that found no row, and the budgets after.
@@ -267,8 +268,10 @@ def _status(names: dict) -> str:
 
 
 # steps.settle: claim the hold (or, already claimed, read the budgets to report), charge the
-# cost at most the hold (credits.credits_for's rule: rounded once, half-up, to 6 places), the
-# four counters and the ledger row in lock order, the budgets from the RETURNING rows.
+# cost at most the hold (credits.credits_for's rule: rounded once, half-up, to 6 places) and
+# at most _max_charge when given (a request served from a hold larger than its own would be:
+# apps.gateway.ready), the four counters and the ledger row in lock order, the budgets from
+# the RETURNING rows.
 _SETTLE_OUT = "OUT " + _SETTLED.replace(", _", ", OUT _")
 _SETTLE = f"""
 CREATE FUNCTION pg_temp.anvil_hold_settle({_SETTLE_ARGUMENTS}, {_SETTLE_OUT})
@@ -285,8 +288,8 @@ BEGIN
   END IF;
   _cost := ROUND(
     (_prompt_tokens * _prompt_price + _completion_tokens * _completion_price) * 0.000001, 6);
-  _credits := LEAST(_cost, _amount);
-  _capped := _cost > _amount;
+  _credits := LEAST(_cost, _amount, _max_charge);  -- (LEAST skips a NULL _max_charge)
+  _capped := _cost > _credits;
   {_release(Limit.KEY_TOTAL, "_key_limit, _key_used, _key_held, _key_month_limit")}
   {_release(Limit.KEY_MONTHLY, "_key_month_used, _key_month_held")}
   _key_month_used := COALESCE(_key_month_used, 0);

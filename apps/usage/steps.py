@@ -334,8 +334,11 @@ def settle(*, hold_id: int, report_for: dict | None = None, **usage) -> Sequence
     return entry if report_for is None else Settlement(entry, budgets)
 
 
-def settle_by_call(*, hold_id: int, report_for: dict, **usage) -> Sequence:
-    """``settle`` (with ``report_for``) as one call of ``pg_temp.anvil_hold_settle``."""
+def settle_by_call(
+    *, hold_id: int, report_for: dict, max_charge: Decimal | None = None, **usage
+) -> Sequence:
+    """``settle`` (with ``report_for``) as one call of ``pg_temp.anvil_hold_settle``; the
+    charge is at most ``max_charge`` too, when given."""
     now = timezone.now()
     report_period = period_for(now)
     row = yield Call(
@@ -343,7 +346,7 @@ def settle_by_call(*, hold_id: int, report_for: dict, **usage) -> Sequence:
         {
             "hold": hold_id, "report_key": report_for["api_key_id"],
             "report_grant": report_for["grant_id"], "report_user": report_for["user_id"],
-            "report_period": report_period, "created": now, **usage,
+            "report_period": report_period, "created": now, "max_charge": max_charge, **usage,
         },
     )  # fmt: skip
     entry_id, api_key_id, user_id, grant_id, model_id, period, charge, capped, missing = row[:9]
