@@ -90,6 +90,7 @@ class ReadyHolds:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.entries: dict[tuple[int, int], _Entry] = {}
+        self.withdrawing: set[asyncio.Task] = set()  # withdrawals under way (release waits)
         self.closed = False
 
     def take(self, args: dict, key) -> asyncio.Future | None:
@@ -154,16 +155,20 @@ class ReadyHolds:
             self._withdraw_later(entry.placing)
 
     def _withdraw_later(self, placing: asyncio.Future) -> None:
-        keep(self.loop.create_task(_withdraw(placing)))
+        task = keep(self.loop.create_task(_withdraw(placing)))
+        self.withdrawing.add(task)
+        task.add_done_callback(self.withdrawing.discard)
 
     async def release(self) -> None:
-        """Withdraw every ready hold (shutdown); none is placed from now on."""
+        """Withdraw every ready hold (shutdown), and wait for the withdrawals already under
+        way (the loop cancels what is left when it ends); none is placed from now on."""
         self.closed = True
         entries, self.entries = list(self.entries.values()), {}
         for entry in entries:
             if entry.timer is not None:
                 entry.timer.cancel()
-        await asyncio.gather(*(_withdraw(entry.placing) for entry in entries))
+        withdrawing = [asyncio.shield(task) for task in self.withdrawing]
+        await asyncio.gather(*(_withdraw(entry.placing) for entry in entries), *withdrawing)
 
 
 async def _withdraw(placing: asyncio.Future) -> None:

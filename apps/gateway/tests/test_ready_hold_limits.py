@@ -1,6 +1,7 @@
 """A request served from a ready hold (apps/gateway/ready.py) is billed as if it had placed its
 own hold: a ready hold placed for an earlier, larger request never lets it cost more than its
-own largest cost."""
+own largest cost. And what a graceful shutdown leaves: no ready hold, not even one whose
+withdrawal had already started."""
 
 from __future__ import annotations
 
@@ -105,3 +106,38 @@ def test_a_request_served_from_a_larger_ready_hold_costs_no_more_than_its_own_ho
     assert entry.capped
     assert Decimal(charged["credits_charged"]) == entry.credits
     assert not Hold.objects.exists()
+
+
+def test_a_graceful_shutdown_waits_for_a_ready_hold_withdrawal_already_started(
+    setup, bob_key, settings, monkeypatch
+):
+    settings.GATEWAY_READY_HOLD_SECONDS = 1
+    _, secret = bob_key
+    real = ready.ahold_withdraw
+
+    async def slow_withdraw(**args):
+        await asyncio.sleep(0.5)
+        return await real(**args)
+
+    monkeypatch.setattr(ready, "ahold_withdraw", slow_withdraw)
+
+    async def scenario():
+        await aabandon(await admit(secret, SHORT, 16))
+        registry = ready.ready_holds()
+        assert registry.entries  # its key's next hold, on its way
+        deadline = time.monotonic() + 3
+        while registry.entries:  # idle for a second: its withdrawal starts
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await ready.release_ready_holds()  # the lifespan's shutdown, the withdrawal under way
+
+    async def main():
+        try:
+            await scenario()
+        finally:
+            await slots_close()
+
+    asyncio.run(main())  # the loop ends right after the lifespan's shutdown
+
+    assert not Hold.objects.exists()
+    assert LedgerEntry.objects.count() == 1  # the request's own; none for the ready hold
