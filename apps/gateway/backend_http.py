@@ -416,12 +416,18 @@ class BackendClient:
         host, port, tls = origin
         self._open += 1
         loop = asyncio.get_running_loop()
+        connection = _Connection(self, origin)
         try:
             async with asyncio.timeout(timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self, origin), host, port, ssl=self._tls_context(tls)
+                await loop.create_connection(
+                    lambda: connection, host, port, ssl=self._tls_context(tls)
                 )
         except BaseException as exc:
+            # Counted out here, once: a connection made just before a cancellation is closed
+            # (its connection_lost then discards nothing more).
+            connection.discarded = True
+            if connection.transport is not None:
+                connection.transport.close()
             self._open -= 1
             self._wake_one()
             if isinstance(exc, TimeoutError):

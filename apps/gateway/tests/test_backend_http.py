@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import uvloop
 
+from apps.gateway import backend_http
 from apps.gateway.backend_http import BackendClient, BackendConnectionError
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
 
@@ -399,6 +400,48 @@ def test_it_keeps_to_the_connection_limit_and_bounds_the_wait(run):
 
     run(scenario())
     assert busy.most == 2
+
+
+def test_a_request_cancelled_as_its_connection_is_made_leaves_the_limit_whole(run, monkeypatch):
+    # The client left in the very turn the backend's connection was made: the connection is
+    # closed by the event loop and counted out once, so the limit still holds afterwards.
+    busy = OpenCount()
+
+    async def handle(server: RawServer, reader: Reader, writer: Writer) -> None:
+        while await server.request(reader) is not None:
+            busy.up()
+            await asyncio.sleep(0.05)
+            busy.now -= 1
+            writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
+
+    async def fetch(backend: BackendClient, url: str) -> bytes:
+        async with await post(backend, url) as answer:
+            return await answer.read()
+
+    async def scenario():
+        async with RawServer(handle) as server:
+            backend = client(max_connections=1)
+            posting: list[asyncio.Future] = []
+
+            class Cancelling(backend_http._Connection):
+                def connection_made(self, transport) -> None:
+                    super().connection_made(transport)
+                    posting[0].cancel()
+
+            with monkeypatch.context() as patch:
+                patch.setattr(backend_http, "_Connection", Cancelling)
+                posting.append(asyncio.ensure_future(post(backend, server.url)))
+                with pytest.raises(asyncio.CancelledError):
+                    await posting[0]
+            await asyncio.sleep(0.1)  # the connection's close has been seen
+            assert backend._open == 0
+            assert (
+                await asyncio.gather(*(fetch(backend, server.url) for _ in range(4))) == [b"ok"] * 4
+            )
+            await backend.close()
+
+    run(scenario())
+    assert busy.most == 1
 
 
 def test_it_drops_idle_connections_after_the_keepalive(run):
