@@ -48,9 +48,24 @@ class Tally:
     charged: dict = field(default_factory=dict)
 
     def take_usage(self, usage: dict | None) -> None:
-        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-            self.prompt_tokens = usage["prompt_tokens"]
-            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+        """Take the backend's usage when the ledger can hold it; otherwise the request is
+        billed as one without usage (estimated): a negative count, true or false, or one
+        beyond the ledger's integer columns would fail the settlement, leaving the hold."""
+        if not isinstance(usage, dict) or not _token_count(usage.get("prompt_tokens")):
+            return
+        try:
+            completion = int(usage.get("completion_tokens") or 0)
+        except (TypeError, ValueError, OverflowError):
+            return
+        if _token_count(completion):
+            self.prompt_tokens, self.completion_tokens = usage["prompt_tokens"], completion
+
+
+MAX_TOKEN_COUNT = 2**31 - 1  # the ledger's (and the settlement's) integer columns
+
+
+def _token_count(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKEN_COUNT
 
 
 def _settle_args(tally: Tally) -> dict:
