@@ -119,7 +119,10 @@ class ReadyHolds:
         slot = (args["api_key_id"], args["catalog_model"].id)
         if slot in self.entries:
             return
-        args = {**args, "allow_partial": False}
+        # Taken up to GATEWAY_READY_HOLD_SECONDS after it is placed, by a request that may
+        # then run as long as any: it lives that much longer than the request's own would.
+        ttl = args["ttl_seconds"] + settings.GATEWAY_READY_HOLD_SECONDS
+        args = {**args, "allow_partial": False, "ttl_seconds": ttl}
         placing = keep(self.loop.create_task(self._place(args)))
         entry = _Entry(args=args, limits=limits_of(key), placing=placing)
         self.entries[slot] = entry

@@ -6,10 +6,12 @@ withdrawal had already started."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection
 
 from apps.gateway import ready, relay
@@ -141,3 +143,21 @@ def test_a_graceful_shutdown_waits_for_a_ready_hold_withdrawal_already_started(
 
     assert not Hold.objects.exists()
     assert LedgerEntry.objects.count() == 1  # the request's own; none for the ready hold
+
+
+def test_a_ready_hold_outlives_its_wait_and_then_the_longest_request(setup, bob_key, settings):
+    # A request taken up to GATEWAY_READY_HOLD_SECONDS after its hold was placed may still
+    # run GATEWAY_REQUEST_MAX_SECONDS from then: the hold may not expire under it (the sweeper
+    # would release it at no charge while the request runs).
+    settings.GATEWAY_READY_HOLD_SECONDS = 600
+    _, secret = bob_key
+
+    async def scenario():
+        await aabandon(await admit(secret, SHORT, 16))
+        await asyncio.sleep(0.3)  # the ready hold is placed
+        rows = Hold.objects.values_list("created", "expires_at")
+        return await sync_to_async(list, thread_sensitive=False)(rows)
+
+    ((created, expires_at),) = run(scenario)
+    longest = settings.GATEWAY_READY_HOLD_SECONDS + settings.GATEWAY_REQUEST_MAX_SECONDS
+    assert expires_at - created > dt.timedelta(seconds=longest)
