@@ -11,8 +11,9 @@ rather than starting its own.
 
 Nothing of the accounting changes: a ready hold is an ordinary hold, placed atomically
 against all four budgets before the request that takes it is forwarded, settled by that
-request (at most its amount, the rest released) or withdrawn without a trace (no ledger row,
-no charge) when nobody takes it:
+request (at most the amount the request's own hold would have had, ``Admission.max_charge``;
+the rest released) or withdrawn without a trace (no ledger row, no charge) when nobody takes
+it:
 
 - after GATEWAY_READY_HOLD_SECONDS without a request of its key and model;
 - at once, when the budgets left after it have room for fewer than ROOM more such holds, so
