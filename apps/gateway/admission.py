@@ -300,7 +300,7 @@ async def _ahold_ready(ready: asyncio.Future, args: dict):
     request), the request's own hold instead."""
     try:
         return await ready
-    except ApplicationError:
+    except Exception:  # refused for its size (or failed): the request's own hold decides
         return await _ahold(args)
 
 
@@ -446,6 +446,9 @@ async def aabandon(admission: Admission) -> None:
     """Undo an admission whose request will not be forwarded (something failed between the
     admission and the relay, which owns the slot and the hold from then on): the slot back,
     the hold released at no charge."""
+    registry = ready_holds()
+    if registry is not None:  # the request ended: its key's ready hold waits from now
+        registry.arm(admission.key.id, admission.model.id)
     try:
         await admission.slot.__aexit__(None, None, None)
     finally:

@@ -15,7 +15,8 @@ request (at most the amount the request's own hold would have had, ``Admission.m
 the rest released) or withdrawn without a trace (no ledger row, no charge) when nobody takes
 it:
 
-- after GATEWAY_READY_HOLD_SECONDS without a request of its key and model;
+- GATEWAY_READY_HOLD_SECONDS after the request it was placed during ended, when no request of
+  its key and model took it by then;
 - at once, when the budgets left after it have room for fewer than ROOM more such holds, so
   an idle ready hold never stands in the way of a request near the end of a budget (there,
   requests place their own holds, as without ready holds);
@@ -71,6 +72,7 @@ class _Entry:
     limits: tuple
     placing: asyncio.Future  # the placement; its result is the hold
     timer: asyncio.TimerHandle | None = field(default=None)
+    armed: bool = False  # the request it was placed during has ended: the idle wait runs
 
 
 def _fits(entry: _Entry, args: dict) -> bool:
@@ -130,7 +132,7 @@ class ReadyHolds:
         placing.add_done_callback(lambda _: self._placed(slot, entry))
 
     async def _place(self, args: dict):
-        return await ahold_place(**args)
+        return await ahold_place(**args, ahead=True)
 
     def _placed(self, slot: tuple[int, int], entry: _Entry) -> None:
         """A placement ended: if nobody took it meanwhile it waits (or is withdrawn)."""
@@ -149,9 +151,28 @@ class ReadyHolds:
             del self.entries[slot]
             self._withdraw_later(placing)
             return
-        entry.timer = self.loop.call_later(
-            settings.GATEWAY_READY_HOLD_SECONDS, self._expire, slot, entry
-        )
+        self._wait(slot, entry)
+
+    def _wait(self, slot: tuple[int, int], entry: _Entry) -> None:
+        """Withdraw the ready hold if no request takes it: GATEWAY_READY_HOLD_SECONDS after the
+        request it was placed during ended, or at the latest after the longest a request may
+        take (that request's end is never heard of when it failed before its relay)."""
+        if entry.timer is not None:
+            entry.timer.cancel()
+        wait = settings.GATEWAY_READY_HOLD_SECONDS
+        if not entry.armed:
+            wait += settings.GATEWAY_REQUEST_MAX_SECONDS
+        entry.timer = self.loop.call_later(wait, self._expire, slot, entry)
+
+    def arm(self, key_id: int, model_id: int) -> None:
+        """A request of this key and model ended: its ready hold's idle wait starts."""
+        slot = (key_id, model_id)
+        entry = self.entries.get(slot)
+        if entry is None or entry.armed:
+            return
+        entry.armed = True
+        if entry.timer is not None:  # placed already (else ``_placed`` starts the wait)
+            self._wait(slot, entry)
 
     def _expire(self, slot: tuple[int, int], entry: _Entry) -> None:
         if self.entries.get(slot) is entry:

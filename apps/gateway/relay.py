@@ -25,9 +25,10 @@ from apps.core.aio import complete, keep
 from apps.gateway.admission import Admission
 from apps.gateway.backend_http import BackendConnectionError, BackendResponse
 from apps.gateway.errors import GatewayError
+from apps.gateway.ready import ready_holds
 from apps.gateway.upstream import backend_post
 from apps.usage.credits import credits_for
-from apps.usage.hot import ahold_settle
+from apps.usage.hot import ahold_settle, freshest_status
 from apps.usage.models import Outcome
 from apps.usage.steps import settled_status
 
@@ -107,7 +108,16 @@ async def settle(tally: Tally) -> dict:
     if tally.settled:
         return tally.charged
     tally.settled = True
+    request_ended(tally.admission)
     return await complete(_settle(tally))
+
+
+def request_ended(admission: Admission) -> None:
+    """The key's ready hold for this model now waits GATEWAY_READY_HOLD_SECONDS for the next
+    request (apps.gateway.ready), counted from the end of this one."""
+    registry = ready_holds()
+    if registry is not None:
+        registry.arm(admission.key.id, admission.model.id)
 
 
 def credit_headers(charged: dict, admission: Admission) -> dict[str, str]:
@@ -219,9 +229,9 @@ def settle_after_answer(tally: Tally) -> asyncio.Future | None:
     What the answer tells is what the ledger will say; only a client that reads its usage in
     the very millisecond after the answer can find the request not yet in it."""
     hold = tally.admission.hold
-    status = getattr(hold, "status", None)
-    if status is None or tally.settled:
+    if getattr(hold, "status", None) is None or tally.settled:
         return None
+    status = freshest_status(hold)
     args = _settle_args(tally)
     cost = credits_for(
         prompt_tokens=args["prompt_tokens"],
@@ -233,6 +243,7 @@ def settle_after_answer(tally: Tally) -> asyncio.Future | None:
     charge = min(cost, hold.amount if most is None else min(hold.amount, most))
     after = settled_status(status, amount=hold.amount, charge=charge)
     tally.settled = True
+    request_ended(tally.admission)
     tally.charged = {
         "credits_charged": str(charge),
         "remaining": None if after.remaining is None else str(after.remaining),

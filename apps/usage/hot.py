@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import weakref
 from decimal import Decimal
 
@@ -32,6 +33,7 @@ from apps.core.exceptions import NotFound
 from apps.usage import prepared, sql, steps
 from apps.usage.exceptions import Limit
 from apps.usage.models import Hold
+from apps.usage.selectors import BudgetStatus
 from apps.usage.services import (
     DEFAULT_HOLD_TTL_SECONDS,
     PricedModel,
@@ -177,8 +179,12 @@ async def ahold_place(
     max_completion_tokens: int,
     allow_partial: bool = False,
     ttl_seconds: int = DEFAULT_HOLD_TTL_SECONDS,
+    ahead: bool = False,
 ) -> Hold | steps.HoldDraft:
-    """``services.hold_place`` for async code (with the model or a copy of it, not its id)."""
+    """``services.hold_place`` for async code (with the model or a copy of it, not its id).
+    ``ahead``: a hold placed for a request still to come (``apps.gateway.ready``); the
+    budgets this process remembers for the key (``freshest_status``) leave it out, so the
+    credits a request is told it has left do not count its key's next hold."""
     args = {
         "api_key_id": api_key_id, "grant_id": grant_id, "user_id": user_id,
         "catalog_model": catalog_model, "prompt_tokens": prompt_tokens,
@@ -188,9 +194,15 @@ async def ahold_place(
         place = sync_to_async(hold_place, thread_sensitive=False)
         return await place(**args, allow_partial=allow_partial)
     hold = steps.HoldDraft(**hold_fields(**args))
-    return await _on_pool(
+    placed = await _on_pool(
         steps.place(hold, allow_partial=allow_partial, reserve=steps.reserve_by_call)
     )
+    if placed.status is not None:
+        status = placed.status
+        if ahead:
+            status = steps.settled_status(status, amount=placed.amount, charge=Decimal(0))
+        placed.observed = _observe(api_key_id, status)
+    return placed
 
 
 async def ahold_settle(
@@ -225,4 +237,33 @@ async def ahold_settle(
     settling = steps.settle_by_call(
         hold_id=hold_id, report_for=report_for, max_charge=max_charge, **usage
     )
-    return await _on_pool(settling)
+    settlement = await _on_pool(settling)
+    _observe(api_key_id, settlement.status)
+    return settlement
+
+
+# The four budgets of a key as this process last heard them from PostgreSQL (a hold's or a
+# settlement's own transaction), in the order the answers arrived: (arrival number, status).
+_observed: dict[tuple[int, str], tuple[int, BudgetStatus]] = {}
+_arrivals = itertools.count(1)
+OBSERVED_KEYS = 10_000
+
+
+def _observe(api_key_id: int, status: BudgetStatus) -> int:
+    arrival = next(_arrivals)
+    if len(_observed) >= OBSERVED_KEYS:
+        _observed.clear()  # a bound, not a cache policy: a miss only means an older reading
+    _observed[(api_key_id, status.period)] = (arrival, status)
+    return arrival
+
+
+def freshest_status(hold: steps.HoldDraft) -> BudgetStatus | None:
+    """The four budgets of ``hold``'s key, with the hold in them, as recently as this process
+    knows them: the hold's own reading, or a later one (a settlement or another hold of the
+    key answered after it, whose transaction therefore saw this hold). A ready hold
+    (``apps.gateway.ready``) is placed while the previous request still holds its credits;
+    that request's settlement, heard later, has them charged instead."""
+    seen = _observed.get((hold.api_key_id, hold.period))
+    if seen is not None and seen[0] > hold.observed:
+        return seen[1]
+    return hold.status

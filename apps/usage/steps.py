@@ -89,6 +89,7 @@ class HoldDraft:
     pk: int | None = None
     # the four budgets right after the hold, when the executor read them (``reserve_by_call``)
     status: BudgetStatus | None = None
+    observed: int = 0  # when this process heard ``status`` (``hot.freshest_status``)
 
     @property
     def id(self) -> int | None:

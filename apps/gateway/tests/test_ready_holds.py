@@ -146,3 +146,46 @@ def test_a_graceful_shutdown_withdraws_the_ready_holds(gateway):
     assert open_holds(wait=1, count=0) == []
     assert settled_rows() == 1
     assert counters_reconcile() == []
+
+
+def test_a_ready_hold_waits_for_the_next_request_from_the_end_of_a_long_one(gateway, settings):
+    settings.GATEWAY_READY_HOLD_SECONDS = 1
+    gateway.add_model("slow-chat", upstream="chat-small@latency-ms=1500")
+
+    def slow() -> httpx.Response:
+        return httpx.post(
+            f"{gateway.url}/chat/completions",
+            headers={"authorization": f"Bearer {gateway.secret}"},
+            json={"model": "slow-chat", "messages": HELLO, "max_tokens": 8},
+            timeout=10,
+        )
+
+    assert slow().status_code == 200  # 1.5 s: longer than the ready hold's idle wait
+    wait_rows(1)
+    (ready,) = open_holds()
+    assert slow().status_code == 200
+    wait_rows(2)
+    assert not Hold.objects.filter(pk=ready.pk).exists()  # taken by the second request
+    assert LedgerEntry.objects.filter(outcome=Outcome.OK).count() == 2
+    wait_for_settlements()
+    assert counters_reconcile() == []
+
+
+def test_the_remaining_credits_told_are_the_ledgers_request_after_request(gateway):
+    """The answer's budgets come from its hold; a ready hold was placed while the request
+    before still held its credits, and the settlement heard after it has them charged."""
+    told = []
+    for _ in range(5):
+        answer = httpx.post(
+            f"{gateway.url}/chat/completions",
+            headers={"authorization": f"Bearer {gateway.secret}"},
+            json={"model": "chat-small", "messages": HELLO},  # no max_tokens: the whole window
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        told.append(Decimal(answer.headers["x-anvil-credits-remaining"]))
+        wait_rows(len(told))
+        time.sleep(0.05)  # a client reading its answer; the settlement is heard meanwhile
+    charges = list(LedgerEntry.objects.order_by("pk").values_list("credits", flat=True))
+    spent = [sum(charges[: n + 1]) for n in range(5)]
+    assert told == [Decimal(1000) - s for s in spent]
