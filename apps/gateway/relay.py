@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -350,9 +350,13 @@ def _model_renames(admission: Admission) -> tuple[tuple[bytes, bytes], ...]:
 
 
 async def _chain(first: str, rest):
-    yield first
-    async for event in rest:
-        yield event
+    """``first``, then the rest; closing this closes the rest at once (its settlement then
+    runs inside the caller's close, which a graceful shutdown waits for, instead of in the
+    event loop's finaliser for unfinished generators)."""
+    async with aclosing(rest):
+        yield first
+        async for event in rest:
+            yield event
 
 
 def _deadline(tally: Tally) -> float:

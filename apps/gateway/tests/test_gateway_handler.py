@@ -264,3 +264,29 @@ def test_it_logs_an_error_answer_as_django_does(monkeypatch, caplog):
 def test_it_answers_a_query_string_that_is_not_utf8_with_400():
     server = serve_once(Server({"query_string": b"model=\xff"}))
     assert server.sent[0]["status"] == 400
+
+
+def test_closing_a_relayed_stream_closes_the_backend_side_at_once():
+    """When the client goes, the handler closes the stream it sends; the relay behind it (which
+    closes the backend stream and settles) is closed within that close, which a graceful
+    shutdown waits for, not later by the event loop's finaliser."""
+    import asyncio
+
+    from apps.gateway.relay import _chain
+
+    closed = []
+
+    async def relayed():
+        try:
+            yield "a"
+            yield "b"
+        finally:
+            closed.append("settled")
+
+    async def scenario():
+        stream = _chain("first", relayed())
+        assert [await anext(stream), await anext(stream)] == ["first", "a"]
+        await stream.aclose()
+        return list(closed)
+
+    assert asyncio.run(scenario()) == ["settled"]
