@@ -36,10 +36,9 @@ from apps.keys.auth import (
 )
 from apps.keys.models import ApiKey
 from apps.usage.credits import credits_for
-from apps.usage.hot import ahold_place, ahold_settle, on_event_loop
+from apps.usage.hot import ahold_place, ahold_settle, ahold_withdraw, on_event_loop
 from apps.usage.models import Outcome
 from apps.usage.services import hold_place
-from apps.usage.withdraw import ahold_withdraw
 
 logger = logging.getLogger(__name__)
 

@@ -46,9 +46,8 @@ from django.conf import settings
 
 from apps.core.aio import keep
 from apps.core.exceptions import ApplicationError
-from apps.usage.hot import ahold_place
+from apps.usage.hot import ahold_place, ahold_withdraw
 from apps.usage.periods import period_for
-from apps.usage.withdraw import ahold_withdraw
 
 logger = logging.getLogger(__name__)
 

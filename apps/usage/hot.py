@@ -41,6 +41,7 @@ from apps.usage.services import (
     hold_fields,
     hold_place,
     hold_settle_reported,
+    hold_withdraw,
 )
 
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
@@ -240,6 +241,14 @@ async def ahold_settle(
     settlement = await _on_pool(settling)
     _observe(api_key_id, settlement.status)
     return settlement
+
+
+async def ahold_withdraw(*, hold_id: int) -> bool:
+    """``services.hold_withdraw`` for async code: on the event loop's pool on PostgreSQL,
+    else in a worker thread."""
+    if not on_event_loop():
+        return await sync_to_async(hold_withdraw, thread_sensitive=False)(hold_id=hold_id)
+    return await _on_pool(steps.atomically(steps.withdraw(hold_id=hold_id)))
 
 
 # The four budgets of a key as this process last heard them from PostgreSQL (a hold's or a

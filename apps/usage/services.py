@@ -228,6 +228,12 @@ def hold_settle_reported(
         return _run(steps.settle(hold_id=hold_id, report_for=report_for, **usage))
 
 
+def hold_withdraw(*, hold_id: int) -> bool:
+    """Withdraw a hold as if it had never been placed (``steps.withdraw``): no ledger row."""
+    with transaction.atomic():
+        return _run(steps.withdraw(hold_id=hold_id))
+
+
 def holds_sweep(*, now: dt.datetime | None = None) -> int:
     """Release every hold that expired by ``now`` (a crashed process's), charging nothing and
     writing an ``expired`` ledger row for each; returns how many it released. Each hold is

@@ -168,9 +168,14 @@ def reserve(hold: Hold, need: Decimal) -> Sequence:
     return hold
 
 
+def atomically(sequence: Sequence) -> Sequence:
+    """``sequence`` in a transaction of its own (its result, or the Limit that refused it)."""
+    return (yield Atomic(sequence))
+
+
 def reserve_atomically(hold: Hold, need: Decimal) -> Sequence:
     """``reserve`` in a transaction of its own: the hold, or the Limit that refused it."""
-    return (yield Atomic(reserve(hold, need)))
+    return (yield from atomically(reserve(hold, need)))
 
 
 def reserve_by_call(hold: Hold, need: Decimal) -> Sequence:
@@ -279,6 +284,30 @@ def _release(statement: str, hold: Hold, charge: Decimal) -> Sequence:
     if row is None:
         _missing(hold.pk, statement)
     return row
+
+
+# The counters a hold sits on, in lock order (ApiKey → month counters → Grant).
+HOLD_COUNTERS = (
+    sql.RELEASE_KEY_TOTAL,
+    sql.RELEASE_KEY_MONTHLY,
+    sql.RELEASE_MEMBER_MONTHLY,
+    sql.RELEASE_GRANT,
+)
+
+
+def withdraw(*, hold_id: int) -> Sequence:
+    """Withdraw a hold as if it had never been placed (run it in one transaction): claimed
+    like a settlement (so a settle, the sweeper and a withdrawal never release one hold
+    twice), its amount given back to every counter, no ledger row, no charge. For a request
+    refused after its hold was placed (``apps.gateway.admission``: the key read again refused
+    it) and for a ready hold nobody took (``apps.gateway.ready``). True when withdrawn; False
+    when it was already settled, swept or withdrawn."""
+    hold = yield from claim(hold_id=hold_id)
+    if hold is None:
+        return False
+    for statement in HOLD_COUNTERS:
+        yield from _release(statement, hold, Decimal(0))
+    return True
 
 
 def _missing(hold_id: int, statement: str) -> None:

@@ -1,4 +1,4 @@
-"""Withdrawing a hold (``apps.usage.withdraw``): the accounts end as if it had never been
+"""Withdrawing a hold (``steps.withdraw``): the accounts end as if it had never been
 placed — no hold, the counters as before, no ledger row — once, whichever way it runs."""
 
 from __future__ import annotations
@@ -7,12 +7,11 @@ import asyncio
 
 import pytest
 
-from apps.usage.hot import ahold_place
+from apps.usage.hot import ahold_place, ahold_withdraw
 from apps.usage.models import LedgerEntry, Outcome
-from apps.usage.services import hold_place, hold_settle
+from apps.usage.services import hold_place, hold_settle, hold_withdraw
 from apps.usage.tests.conftest import make_key
 from apps.usage.tests.test_hot_calls import accounts
-from apps.usage.withdraw import ahold_withdraw, hold_withdraw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
