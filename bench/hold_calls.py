@@ -71,19 +71,13 @@ async def _cursor_call(conn, call):
     """``hot._call`` before ``apps.usage.prepared``: the statement through psycopg's cursor."""
     from psycopg import Error
 
-    from apps.core.exceptions import NotFound
-    from apps.usage import sql, steps
-    from apps.usage.exceptions import Limit
+    from apps.usage.hot import call_failed
 
     cursor = conn.hot_cursor
     try:
         await cursor.execute(call.statement, call.params)
     except Error as exc:
-        if exc.sqlstate == sql.REFUSED:
-            return steps.Refused(Limit(exc.diag.message_detail))
-        if exc.sqlstate == sql.NOT_FOUND:
-            raise NotFound(exc.diag.message_primary) from None
-        raise
+        return call_failed(exc)
     return await cursor.fetchone()
 
 

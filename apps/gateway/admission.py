@@ -295,8 +295,8 @@ def _replenish(plan: _Plan) -> None:
 
 
 async def _ahold_ready(ready: asyncio.Future, args: dict):
-    """The ready hold's placement; when it was refused (it was placed for an earlier, larger
-    request), the request's own hold instead."""
+    """The ready hold's placement; when it failed (refused: it was placed for an earlier,
+    larger request), the request's own hold instead."""
     try:
         return await ready
     except Exception:  # refused for its size (or failed): the request's own hold decides

@@ -31,6 +31,7 @@ close the backend stream and settle).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from contextlib import aclosing
 
@@ -159,13 +160,18 @@ class GatewayHandler(ASGIHandler):
                 request.django_request(), exc
             )
         if response.status_code >= 400:
-            await sync_to_async(log_response, thread_sensitive=False)(
+            log = functools.partial(
+                log_response,
                 "%s: %s",
                 response.reason_phrase,
                 request.path,
                 response=response,
                 request=request.django_request(),
             )
+            if response.status_code >= 500:
+                await sync_to_async(log, thread_sensitive=False)()  # ERROR may mail the admins
+            else:
+                log()  # a WARNING: stream handlers only, no thread hop per refused request
         return response
 
     async def read_body(self, receive) -> bytes:

@@ -46,7 +46,7 @@ from django.conf import settings
 
 from apps.core.aio import keep
 from apps.core.exceptions import ApplicationError
-from apps.usage.hot import ahold_place, ahold_withdraw
+from apps.usage.hot import ahold_place, ahold_withdraw, on_event_loop
 from apps.usage.periods import period_for
 
 logger = logging.getLogger(__name__)
@@ -207,8 +207,9 @@ async def _withdraw(placing: asyncio.Future) -> None:
 
 
 def ready_holds() -> ReadyHolds | None:
-    """This event loop's registry, or None when ready holds are off."""
-    if not settings.GATEWAY_READY_HOLDS:
+    """This event loop's registry, or None when ready holds are off (or holds do not run on
+    the event loop: SQLite)."""
+    if not settings.GATEWAY_READY_HOLDS or not on_event_loop():
         return None
     loop = asyncio.get_running_loop()
     registry = _registries.get(loop)

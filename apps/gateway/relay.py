@@ -218,13 +218,14 @@ async def relay_once(*, admission: Admission, path: str, body: dict, slot) -> Ht
 
 
 def settle_after_answer(tally: Tally) -> asyncio.Future | None:
-    """Settle a successful non-streaming request while its answer is sent, not before: the
-    credit headers come from the hold, which read the four budgets when it was placed —
-    the charge is what the settlement will charge (``credits_for`` of the usage, at most the
-    hold and the admission's ``max_charge``), the budgets are moved as the settlement moves
-    them. Returns the settlement's task (kept referenced; the handler awaits it after the
-    answer went out, so a graceful shutdown waits for it too), or None when the hold carries
-    no budgets (on SQLite), and then the caller settles first as before.
+    """Settle a successful non-streaming request while its answer is sent, not before: the credit
+    headers come from the budgets the hold read when it was placed (or a later reading of
+    the key's: ``hot.freshest_status``) — the charge is what the settlement will charge
+    (``credits_for`` of the usage, at most the hold and the admission's ``max_charge``), the
+    budgets are moved as the settlement moves them. Returns the settlement's task (kept
+    referenced; the handler awaits it after the answer went out, so a graceful shutdown
+    waits for it too), or None when the hold carries no budgets (on SQLite), and then the
+    caller settles first as before.
 
     What the answer tells is what the ledger will say; only a client that reads its usage in
     the very millisecond after the answer can find the request not yet in it."""

@@ -163,11 +163,17 @@ async def _call(conn: _Connection, call: steps.Call):
     try:
         return await prepared.call(conn, prepared.STATEMENTS[call.statement], call.params)
     except Error as exc:
-        if exc.sqlstate == sql.REFUSED:
-            return steps.Refused(Limit(exc.diag.message_detail))
-        if exc.sqlstate == sql.NOT_FOUND:
-            raise NotFound(exc.diag.message_primary) from None
-        raise
+        return call_failed(exc)
+
+
+def call_failed(exc: Error) -> steps.Refused:
+    """What a ``steps.Call`` that raised ``exc`` means: a refused budget (returned), a key of
+    another grant (NotFound raised), or the error itself (raised again)."""
+    if exc.sqlstate == sql.REFUSED:
+        return steps.Refused(Limit(exc.diag.message_detail))
+    if exc.sqlstate == sql.NOT_FOUND:
+        raise NotFound(exc.diag.message_primary) from None
+    raise exc
 
 
 async def ahold_place(
