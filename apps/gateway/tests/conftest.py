@@ -70,3 +70,20 @@ def gateway(world, anvil_server, devbackend) -> Gateway:
         key=key,
         secret=secret,
     )
+
+
+@pytest.fixture
+def holds(monkeypatch) -> list:
+    """The key ids of the holds the admissions started placing (before or after their key was
+    read), in order; the server runs in this process."""
+    from apps.gateway import admission
+
+    placed = []
+    real = admission.ahold_place
+
+    async def place(**args):
+        placed.append(args["api_key_id"])
+        return await real(**args)
+
+    monkeypatch.setattr(admission, "ahold_place", place)
+    return placed

@@ -48,20 +48,6 @@ def bob_key(world):
     return api_key_create(grant=world.grant, owner=world.bob, name="early")
 
 
-@pytest.fixture
-def holds(monkeypatch) -> list:
-    """The holds the admissions started placing (before or after their key was read)."""
-    placed = []
-    real = admission.ahold_place
-
-    async def place(**args):
-        placed.append(args["api_key_id"])
-        return await real(**args)
-
-    monkeypatch.setattr(admission, "ahold_place", place)
-    return placed
-
-
 def admit(secret: str, model: str = "chat-small"):
     """The admission of a chat request (call it from sync code, await it in the loop)."""
     return aadmit(

@@ -13,7 +13,6 @@ import openai
 import pytest
 
 from apps.core.testing import wait_for_settlements
-from apps.gateway import admission
 from apps.keys import auth
 from apps.keys.models import ApiKey
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter
@@ -28,18 +27,11 @@ MESSAGE = (
 
 
 @pytest.fixture
-def holds(gateway, monkeypatch) -> list:
-    """The holds the server's admissions started placing (the server runs in this process)."""
+def holds(gateway, holds) -> list:
+    """The holds the server's admissions started placing (the server runs in this process),
+    with no key accepted before in this process."""
     auth._recent.clear()
-    placed = []
-    real = admission.ahold_place
-
-    async def place(**args):
-        placed.append(args["api_key_id"])
-        return await real(**args)
-
-    monkeypatch.setattr(admission, "ahold_place", place)
-    yield placed
+    yield holds
     auth._recent.clear()
 
 
