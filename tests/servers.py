@@ -72,3 +72,87 @@ def drop_server_connections() -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@dataclass
+class ServerProcesses:
+    url: str
+    process: object  # subprocess.Popen
+    log: object  # pathlib.Path
+
+
+def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = None):
+    """Anvil under uvicorn as a separate process with ``workers`` worker processes (uvloop,
+    httptools: as deployed), on the test database and Redis, so what the workers share goes
+    through PostgreSQL and Redis as in production."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    database_url = (
+        f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    port = free_port()
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        REDIS_URL=settings.REDIS_URL,
+        DEBUG="false",
+        SECRET_KEY=settings.SECRET_KEY,
+        API_KEY_PEPPER=settings.API_KEY_PEPPER,
+        PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
+    )
+    command = [
+        sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
+        "--http", "httptools", "--no-access-log",
+    ]  # fmt: skip
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and the project's app
+        command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    with httpx.Client(trust_env=False, timeout=2) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"Anvil exited:\n{log_path.read_text()}")
+            try:
+                if client.get(f"{url}/api/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"Anvil did not start:\n{log_path.read_text()}")
+            time.sleep(0.05)
+    return ServerProcesses(url=url, process=process, log=log_path)
+
+
+def stop_anvil_processes(server: ServerProcesses) -> None:
+    """SIGINT, as an operator's Ctrl+C: uvicorn shuts its workers down gracefully."""
+    import signal
+    import subprocess
+
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    drop_server_connections()
+
+
+@pytest.fixture
+def anvil_processes(transactional_db, tmp_path):
+    """Anvil in two worker processes (see ``start_anvil_processes``)."""
+    server = start_anvil_processes(workers=2, log_path=tmp_path / "anvil.log")
+    yield server
+    stop_anvil_processes(server)

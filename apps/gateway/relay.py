@@ -279,8 +279,7 @@ async def relay_stream(
     except BaseException as exc:
         if not isinstance(exc, GatewayError):
             tally.outcome = outcome_of(exc)
-        await stack.aclose()
-        await settle(tally)
+        await _end_stream(tally, stack)
         if isinstance(exc, BackendConnectionError | TimeoutError):
             raise backend_failure(exc) from None
         raise
@@ -303,41 +302,57 @@ async def _events(
     stack: AsyncExitStack,
     client_wants_usage: bool,
 ):
-    ended = False
-    rename = _model_renames(tally.admission)
+    """The backend's events as the client gets them, then the failure (if any), the credit
+    comment and ``[DONE]``. Whatever ends it (its last event, the client leaving, a
+    cancellation landing in any await), the hold is settled before the slot is released, in
+    the ``finally``: every request that got a hold leaves exactly one ledger row."""
     try:
-        async with asyncio.timeout_at(_deadline(tally)):
-            async for line in response.lines():
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, comments, event names: re-framed below
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    ended = True
-                    break
-                if _relay_chunk(tally, data, client_wants_usage):
-                    for upstream, name in rename:
-                        data = data.replace(upstream, name)
-                    yield b"data: " + data + b"\n\n"
-            if ended and not response.at_eof():
-                await response.read()  # the rest (a blank line) frees the connection
-        if ended:
-            response.release()  # back to the pool
-        else:
-            tally.outcome = Outcome.BACKEND_ERROR
-    except (BackendConnectionError, TimeoutError) as exc:
-        if not ended:
-            tally.outcome = outcome_of(exc)
+        ended = False
+        rename = _model_renames(tally.admission)
+        try:
+            async with asyncio.timeout_at(_deadline(tally)):
+                async for line in response.lines():
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, comments, event names: re-framed below
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        ended = True
+                        break
+                    if _relay_chunk(tally, data, client_wants_usage):
+                        for upstream, name in rename:
+                            data = data.replace(upstream, name)
+                        yield b"data: " + data + b"\n\n"
+                if ended and not response.at_eof():
+                    await response.read()  # the rest (a blank line) frees the connection
+            if ended:
+                response.release()  # back to the pool
+            else:
+                tally.outcome = Outcome.BACKEND_ERROR
+        except (BackendConnectionError, TimeoutError) as exc:
+            if not ended:
+                tally.outcome = outcome_of(exc)
+        charged = await settle(tally)
+        if tally.outcome != Outcome.OK:
+            yield f"data: {json.dumps(stream_failure(tally.outcome).body())}\n\n"
+        yield f": anvil {json.dumps(charged)}\n\n"
+        yield "data: [DONE]\n\n"
     except BaseException as exc:
-        tally.outcome = outcome_of(exc)
-        await stack.aclose()  # close the backend stream first: generation stops there
-        await settle(tally)
+        if not tally.settled:
+            tally.outcome = outcome_of(exc)
+            response.close()  # generation stops at the backend before the settlement
         raise
-    await stack.aclose()
-    charged = await settle(tally)
-    if tally.outcome != Outcome.OK:
-        yield f"data: {json.dumps(stream_failure(tally.outcome).body())}\n\n"
-    yield f": anvil {json.dumps(charged)}\n\n"
-    yield "data: [DONE]\n\n"
+    finally:
+        await _end_stream(tally, stack)
+
+
+async def _end_stream(tally: Tally, stack: AsyncExitStack) -> None:
+    """Settle the hold, then close the backend stream and release the slot: each runs to its
+    end even when the caller is cancelled meanwhile (a settlement is never skipped because a
+    release was interrupted); ``settle`` does nothing the second time."""
+    try:
+        await settle(tally)
+    finally:
+        await complete(stack.aclose())
 
 
 def _model_renames(admission: Admission) -> tuple[tuple[bytes, bytes], ...]:
