@@ -45,7 +45,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--seconds", type=float, default=10, help="…or fewer when they take longer than this")
     add("--rounds", type=int, default=4, help="direct and Anvil alternate this many times")
     add("--warmup", type=int, default=400, help="requests per side before measuring")
-    add("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16, 64])
+    add("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 8, 16, 64])
     add("--streams", type=int, default=50, help="streams per side (default 50)")
     add("--stream-tokens", type=int, default=200)
     add("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="Anvil's event loop")

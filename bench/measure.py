@@ -57,6 +57,8 @@ class Bench:
     def meters(self) -> dict[str, float]:
         now = {name: servers.cpu_seconds(pid) for name, pid in self.pids.items()}
         now["client"] = time.process_time()
+        now["postgres"] = servers.service_cpu_seconds("postgres")
+        now["redis"] = servers.service_cpu_seconds("redis-server")
         now["redis_connections"] = servers.redis_connections(self.redis)
         return now
 

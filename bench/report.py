@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from bench.measure import Measured
 
 TARGET_MS = 2.0
+MACHINE_TARGET_MS = 1.5  # Anvil + PostgreSQL + Redis CPU per request at c=MACHINE_CONCURRENCY
+MACHINE_CONCURRENCY = 8
 
 
 @dataclass
@@ -34,6 +36,10 @@ class Side:
     def cpu_ms(self, name: str) -> float:
         return 1000 * self.meters.get(name, 0.0) / max(len(self.latencies), 1)
 
+    def rate(self, name: str) -> float:
+        """CPU seconds of ``name`` per second of this side's runs."""
+        return self.meters.get(name, 0.0) / max(self.elapsed, 1e-9)
+
 
 @dataclass
 class Scenario:
@@ -44,6 +50,17 @@ class Scenario:
     @property
     def added_p50(self) -> float:
         return self.anvil.ms(0.5) - self.direct.ms(0.5)
+
+    def service_ms(self, name: str) -> float:
+        """CPU ms per request through Anvil of a shared service (PostgreSQL, Redis), less its
+        background rate measured during the direct runs (which use neither)."""
+        own = self.anvil.meters.get(name, 0.0) - self.direct.rate(name) * self.anvil.elapsed
+        return 1000 * own / max(len(self.anvil.latencies), 1)
+
+    @property
+    def machine_ms(self) -> float:
+        """The whole machine's CPU per request that Anvil adds: Anvil, PostgreSQL, Redis."""
+        return self.anvil.cpu_ms("anvil") + self.service_ms("postgres") + self.service_ms("redis")
 
     @property
     def redis_connections_per_request(self) -> float:
@@ -64,11 +81,13 @@ def table(scenarios: list[Scenario]) -> str:
     head = (
         f"{'scenario':<9}| {'direct rps':>10} {'p50':>6} {'p95':>6} {'p99':>6} "
         f"| {'Anvil rps':>9} {'p50':>6} {'p95':>6} {'p99':>6} | {'added p50':>9} "
-        f"| {'Anvil CPU':>9} | {'backend CPU':>11} | {'client CPU':>10}"
+        f"| {'Anvil CPU':>9} | {'PG CPU':>6} {'Redis':>6} {'all':>6} "
+        f"| {'backend CPU':>11} | {'client CPU':>10}"
     )
     units = (
         f"{'':<9}| {'':>10} {'ms':>6} {'ms':>6} {'ms':>6} | {'':>9} {'ms':>6} {'ms':>6} "
-        f"{'ms':>6} | {'ms':>9} | {'ms/req':>9} | {'ms/req d/A':>11} | {'ms/req d/A':>10}"
+        f"{'ms':>6} | {'ms':>9} | {'ms/req':>9} | {'ms/req':>6} {'':>6} {'':>6} "
+        f"| {'ms/req d/A':>11} | {'ms/req d/A':>10}"
     )
     lines = [head, units, "-" * len(head)]
     for s in scenarios:
@@ -77,6 +96,8 @@ def table(scenarios: list[Scenario]) -> str:
             f"{f'c={s.concurrency}':<9}| {d.rps:>10.0f} {d.ms(0.5):>6.2f} {d.ms(0.95):>6.2f} "
             f"{d.ms(0.99):>6.2f} | {a.rps:>9.0f} {a.ms(0.5):>6.2f} {a.ms(0.95):>6.2f} "
             f"{a.ms(0.99):>6.2f} | {s.added_p50:>9.2f} | {a.cpu_ms('anvil'):>9.2f} | "
+            f"{s.service_ms('postgres'):>6.2f} {s.service_ms('redis'):>6.2f} "
+            f"{s.machine_ms:>6.2f} | "
             f"{_pair(s, 'backend'):>11} | {_pair(s, 'client'):>10}"
         )
         errors = {**{f"direct {k}": v for k, v in d.errors.items()}}
@@ -173,7 +194,17 @@ def checks(measured: Measured, ledger: dict) -> list[Check]:
         and not ledger["mismatches"]
         and ledger["open_holds"] == 0
     )
-    return [
+    machine = [
+        Check(
+            s.machine_ms <= MACHINE_TARGET_MS,
+            f"whole machine's CPU per request at c={s.concurrency}: {s.machine_ms:.2f} ms "
+            f"(Anvil {s.anvil.cpu_ms('anvil'):.2f} + PostgreSQL {s.service_ms('postgres'):.2f} + "
+            f"Redis {s.service_ms('redis'):.2f}; target <= {MACHINE_TARGET_MS:g} ms)",
+        )
+        for s in scenarios
+        if s.concurrency == MACHINE_CONCURRENCY
+    ]
+    return machine + [
         Check(
             first.added_p50 <= TARGET_MS,
             f"added p50 latency at c={first.concurrency}: {first.added_p50:.2f} ms "

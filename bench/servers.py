@@ -50,6 +50,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def service_cpu_seconds(command: str) -> float:
+    """User + system CPU time of every process named ``command`` (PostgreSQL runs one process
+    per connection plus its background workers; Redis one), children reaped included."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                head, rest = file.read().rsplit(")", 1)
+        except OSError:  # gone meanwhile
+            continue
+        if head.split("(", 1)[1] != command:
+            continue
+        fields = rest.split()
+        total += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+    return total
+
+
 def thread_count(pid: int) -> int:
     with open(f"/proc/{pid}/status") as file:
         return next(int(line.split()[1]) for line in file if line.startswith("Threads:"))
