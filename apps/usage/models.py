@@ -152,6 +152,11 @@ class Hold(models.Model):
     created = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
 
+    # The four budgets right after this hold was placed (a selectors.BudgetStatus), when the
+    # placement read them (PostgreSQL's async path): the credit headers come from them. Not a
+    # column.
+    budgets = None
+
     class Meta:
         constraints = [
             models.CheckConstraint(
@@ -193,6 +198,9 @@ class LedgerEntry(models.Model):
     capped = models.BooleanField(default=False, help_text="Real cost exceeded the hold.")
     rolled_up = models.BooleanField(
         default=False, db_default=False, editable=False, help_text="Counted in a UsageBucket."
+    )
+    hold_id = models.BigIntegerField(
+        null=True, editable=False, help_text="The hold this row settled."
     )
 
     class Meta:

@@ -5,12 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
+
 from apps.core.exceptions import NotFound
-from apps.usage import sql
+from apps.usage.credits import CREDIT_QUANTUM
 from apps.usage.exceptions import Limit
 from apps.usage.periods import period_for
 
 ZERO = Decimal(0)
+NOT_FOUND_MESSAGE = "This API key does not belong to this grant."
+
+# The four budgets of a key and its member in a period: (limit, used, held) of each, in the
+# order of ``Limit``. A month without a counter row yet has nothing used or held.
+STATUS = """
+SELECT g.credits_allocated, g.credits_used, g.credits_held,
+       k.total_limit, k.credits_used, k.credits_held,
+       k.monthly_limit, COALESCE(km.used, 0), COALESCE(km.held, 0),
+       ml.monthly_limit, COALESCE(mm.used, 0), COALESCE(mm.held, 0)
+FROM keys_apikey k
+JOIN grants_grant g ON g.id = k.grant_id
+LEFT JOIN usage_keymonthcounter km ON km.api_key_id = k.id AND km.period = %(period)s
+LEFT JOIN usage_memberlimit ml ON ml.grant_id = g.id AND ml.user_id = %(user)s
+LEFT JOIN usage_membermonthcounter mm
+       ON mm.grant_id = g.id AND mm.user_id = %(user)s AND mm.period = %(period)s
+WHERE k.id = %(key)s AND k.grant_id = %(grant)s"""
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,14 @@ class BudgetStatus:
     def budget(self, name: str) -> Budget:
         return next(budget for budget in self.budgets if budget.name == name)
 
+    def moved(self, *, held: Decimal, used: Decimal) -> BudgetStatus:
+        """These budgets with ``held`` and ``used`` added to each (a hold settled or placed)."""
+        moved = (
+            Budget(b.name, used=b.used + used, held=b.held + held, limit=b.limit)
+            for b in self.budgets
+        )
+        return BudgetStatus(self.period, *moved)
+
 
 def budget_status(
     *, api_key_id: int, grant_id: int, user_id: int, period: str | None = None
@@ -67,17 +93,26 @@ def budget_status(
     month). Raises NotFound when the key does not belong to the grant."""
     period = period or period_for()
     params = {"key": api_key_id, "grant": grant_id, "user": user_id, "period": period}
-    row = sql.fetch_one(sql.STATUS, params)
+    with connection.cursor() as cursor:
+        cursor.execute(STATUS, params)
+        row = cursor.fetchone()
     if row is None:
-        raise NotFound("This API key does not belong to this grant.")
+        raise NotFound(NOT_FOUND_MESSAGE)
     return status_from_row(period, row)
 
 
 def status_from_row(period: str, row: tuple) -> BudgetStatus:
     """The four budgets from (limit, used, held) of each, in the order of ``Limit``."""
-    values = [sql.credits(value) for value in row]  # (limit, used, held) per budget
+    values = [_credits(value) for value in row]  # (limit, used, held) per budget
     budgets = [
         Budget(name, used=values[3 * n + 1], held=values[3 * n + 2], limit=values[3 * n])
         for n, name in enumerate(Limit)
     ]
     return BudgetStatus(period, *budgets)
+
+
+def _credits(value) -> Decimal | None:
+    """A credit column's value as a Decimal: PostgreSQL returns one, SQLite a float or int."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(str(value)).quantize(CREDIT_QUANTUM)

@@ -1,0 +1,256 @@
+"""The ledger's operations from the event loop on PostgreSQL (``apps.usage.ledger`` calls these).
+
+Each is one call of a function of migration usage 0004, sent as a prepared statement
+(psycopg's ``prepare=True``) on an async connection pool: one pool per event loop,
+GATEWAY_DB_POOL_SIZE connections at most, in autocommit mode, so a call is one round trip and
+one transaction.
+
+Settlements are written in batches: while one batch is being written, the settlements that
+arrive wait and go together in the next call, one transaction and one commit (its WAL flush)
+for all of them. A settlement alone is written at once, so nothing waits at low load; under
+load the counters' rows (the grant's above all, which every request of a grant shares) are
+locked once per batch instead of once per request.
+
+Calls are never cancelled halfway (the caller's cancellation reaches them only between
+statements, ``apps.core.aio.complete``), so a connection goes back to the pool idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from psycopg import AsyncConnection, Error
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from apps.core.aio import at_loop_shutdown, keep
+from apps.usage import ledger
+from apps.usage.exceptions import Limit, QuotaExceeded
+from apps.usage.models import Hold, LedgerEntry
+from apps.usage.selectors import STATUS, BudgetStatus, status_from_row
+
+logger = logging.getLogger(__name__)
+
+REFUSED = "AV429"  # anvil_place: a budget has no room; DETAIL names it
+
+PLACE = (
+    "SELECT * FROM anvil_place(%(key)s, %(grant)s, %(user)s, %(model)s, %(period)s, %(amount)s,"
+    " %(need)s, %(prompt_tokens)s, %(max_completion_tokens)s, %(prompt_price)s,"
+    " %(completion_price)s, %(created)s, %(expires_at)s, %(durable)s)"
+)
+SETTLE = (
+    "SELECT * FROM anvil_settle(%s::bigint[], %s::numeric[], %s::integer[], %s::integer[],"
+    " %s::text[], %s::integer[], %s::boolean[], %s::boolean[], %s)"
+)
+WITHDRAW = "SELECT anvil_withdraw(%s, NULL)"
+
+
+# --- the pool --------------------------------------------------------------------------------
+
+_pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def _conninfo() -> str:
+    db = connection.settings_dict
+    options = {
+        "dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
+        "host": db["HOST"], "port": db["PORT"],
+    }  # fmt: skip
+    return make_conninfo(
+        **{name: str(value) for name, value in options.items() if value},
+        options="-c TimeZone=UTC",  # as Django's connections
+        client_encoding="UTF8",
+    )
+
+
+async def _open(loop: asyncio.AbstractEventLoop) -> AsyncConnectionPool:
+    opened: weakref.WeakSet[AsyncConnection] = weakref.WeakSet()
+    pool = AsyncConnectionPool(
+        _conninfo(),
+        min_size=1,
+        max_size=settings.GATEWAY_DB_POOL_SIZE,
+        kwargs={"autocommit": True, "prepare_threshold": 0},
+        configure=_remember(opened),
+        open=False,
+    )
+    await pool.open()
+
+    async def close() -> None:
+        """No connection outlives its loop (a test database could not be dropped). The pool's
+        own tasks are being cancelled at the same time, so what its close leaves open is
+        ended here."""
+        _pools.pop(loop, None)
+        try:
+            await pool.close(timeout=1)
+        except BaseException:  # noqa: S110 - ending anyway; the connections are closed below
+            pass
+        for conn in list(opened):
+            if not conn.closed:
+                conn.pgconn.finish()
+
+    at_loop_shutdown(loop, close)
+    return pool
+
+
+def _remember(opened: weakref.WeakSet):
+    async def configure(conn: AsyncConnection) -> None:
+        opened.add(conn)
+
+    return configure
+
+
+async def _pool() -> AsyncConnectionPool:
+    loop = asyncio.get_running_loop()
+    opening = _pools.get(loop)
+    if opening is None:
+        opening = _pools[loop] = loop.create_task(_open(loop))
+    try:
+        return await opening
+    except BaseException:
+        if opening.done():
+            _pools.pop(loop, None)  # failed to open: the next request tries again
+        raise
+
+
+async def _fetch(statement: str, params, *, many: bool = False):
+    """Run one statement (prepared) on a connection of this loop's pool; its first row, or
+    every row."""
+    pool = await _pool()
+    conn = await pool.getconn()
+    try:
+        cursor = await conn.execute(statement, params, prepare=True)
+        return await (cursor.fetchall() if many else cursor.fetchone())
+    finally:
+        await pool.putconn(conn)
+
+
+# --- place -----------------------------------------------------------------------------------
+
+
+async def place(plan: ledger.Plan) -> Hold:
+    """``ledger.place`` on the pool: one call per try, the budgets after it in ``hold.budgets``."""
+    hold = plan.hold()
+    for _attempt in range(ledger.PLACE_ATTEMPTS):
+        try:
+            row = await _fetch(PLACE, _place_params(hold))
+        except Error as exc:
+            if exc.sqlstate != REFUSED:
+                raise
+            refused = Limit(exc.diag.message_detail)
+            hold = ledger._next_try(plan, hold, refused, await status(hold))
+            continue
+        hold.pk = row[0]
+        hold.budgets = status_from_row(hold.period, row[1:])
+        return hold
+    budgets = await status(hold)
+    raise QuotaExceeded(limit=refused, remaining=budgets.budget(refused).left or Decimal(0))
+
+
+def _place_params(hold: Hold) -> dict:
+    return {
+        "key": hold.api_key_id, "grant": hold.grant_id, "user": hold.user_id,
+        "model": hold.model_id, "period": hold.period, "amount": hold.amount,
+        "need": max(hold.amount, ledger.CREDIT_QUANTUM), "prompt_tokens": hold.prompt_tokens,
+        "max_completion_tokens": hold.max_completion_tokens, "prompt_price": hold.prompt_price,
+        "completion_price": hold.completion_price, "created": hold.created,
+        "expires_at": hold.expires_at, "durable": settings.GATEWAY_DURABLE_HOLDS,
+    }  # fmt: skip
+
+
+async def status(hold: Hold) -> BudgetStatus:
+    params = {"key": hold.api_key_id, "grant": hold.grant_id, "user": hold.user_id,
+              "period": hold.period}  # fmt: skip
+    return status_from_row(hold.period, await _fetch(STATUS, params))
+
+
+# --- settle, in batches ----------------------------------------------------------------------
+
+
+class _Batches:
+    """This loop's settlements: those waiting, and the one task writing a batch at a time."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Hold, ledger.Usage, asyncio.Future]] = []
+        self.writer: asyncio.Task | None = None
+
+    def add(self, hold: Hold, usage: ledger.Usage) -> asyncio.Future:
+        settled = asyncio.get_running_loop().create_future()
+        self.waiting.append((hold, usage, settled))
+        if self.writer is None:
+            self.writer = keep(asyncio.ensure_future(self.write()))
+        return settled
+
+    async def write(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                await _write(batch)
+        finally:
+            self.writer = None
+
+
+_batches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def settle(hold: Hold, usage: ledger.Usage) -> asyncio.Future:
+    """``ledger.settle`` on the pool, in the next batch: a future of the ledger row."""
+    loop = asyncio.get_running_loop()
+    batches = _batches.get(loop)
+    if batches is None:
+        batches = _batches[loop] = _Batches()
+    return batches.add(hold, usage)
+
+
+async def _write(batch: list) -> None:
+    """One transaction for the batch; when it fails, each settlement alone, so one bad
+    settlement fails only itself."""
+    try:
+        entries = await _settle_all([(hold, usage) for hold, usage, _ in batch])
+    except Exception as exc:
+        if len(batch) == 1:
+            _resolve(batch[0][2], exception=exc)
+            return
+        for item in batch:
+            await _write([item])
+        return
+    for hold, _usage, settled in batch:
+        _resolve(settled, entries.get(hold.pk))
+
+
+def _resolve(settled: asyncio.Future, result=None, *, exception: BaseException | None = None):
+    if settled.done():
+        return
+    if exception is not None:
+        settled.set_exception(exception)
+    else:
+        settled.set_result(result)
+
+
+async def _settle_all(items: list[tuple[Hold, ledger.Usage]]) -> dict[int, LedgerEntry]:
+    now = timezone.now()
+    columns: list[list] = [[] for _ in range(8)]
+    fields = {}
+    for hold, usage in items:
+        credits = ledger.charge(hold, usage)
+        entry = ledger._entry_fields(hold, usage, credits)
+        fields[hold.pk] = entry
+        values = (hold.pk, credits, usage.prompt_tokens, usage.completion_tokens,
+                  usage.outcome, usage.latency_ms, usage.estimated, entry["capped"])  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await _fetch(SETTLE, [*columns, now], many=True)
+    entries = {}
+    for hold_id, entry_id in rows:
+        entries[hold_id] = LedgerEntry(**{**fields[hold_id], "created": now}, pk=entry_id)
+    return entries
+
+
+async def withdraw(hold: Hold) -> bool:
+    """``ledger.withdraw`` on the pool."""
+    return bool((await _fetch(WITHDRAW, [hold.pk]))[0])
