@@ -21,7 +21,7 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from apps.core.access_log import logging_access  # noqa: E402 (after setup)
 from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402
-from apps.gateway.ready import release_ready_holds  # noqa: E402
+from apps.usage.ledger import adrain  # noqa: E402
 
 gateway_application = GatewayHandler()
 
@@ -38,15 +38,15 @@ async def application(scope, receive, send):
 
 
 async def lifespan(receive, send) -> None:
-    """The ASGI lifespan: at a graceful shutdown (after the last request ended) the gateway's
-    ready holds are withdrawn, so none is left for the sweeper (apps/gateway/ready.py)."""
+    """The ASGI lifespan: at a graceful shutdown (after the last request ended) the
+    settlements still being written are waited for (apps.usage.ledger.adrain)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
-                await release_ready_holds()
+                await adrain()
             finally:
                 await send({"type": "lifespan.shutdown.complete"})
             return

@@ -246,7 +246,3 @@ GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 10, minimum=1)
 # request; a database crash can then lose holds of requests in flight, which are then served
 # without charge). Settlements, which write the ledger, always wait. PostgreSQL only.
 GATEWAY_DURABLE_HOLDS = env_bool("GATEWAY_DURABLE_HOLDS", False)
-# Place the next request's hold while a key's request is served (apps/gateway/ready.py).
-GATEWAY_READY_HOLDS = env_bool("GATEWAY_READY_HOLDS", True)
-# …and withdraw it after this many seconds without a request of that key and model.
-GATEWAY_READY_HOLD_SECONDS = env_int("GATEWAY_READY_HOLD_SECONDS", 2, minimum=1)

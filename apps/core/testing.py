@@ -78,17 +78,14 @@ def make_world() -> World:
 
 
 def wait_for_settlements(timeout: float = 5.0) -> None:
-    """Wait until no credit hold is open. A successful non-streaming answer is settled right
-    after it is sent (``apps.gateway.relay.settle_after_answer``), so a test that reads the
-    ledger or the counters after such an answer waits for this first, as a client reading
-    its usage a moment later would. The ready holds the server placed for the keys' next
-    requests are withdrawn first."""
+    """Wait until no credit hold is open. A request's settlement is written while its answer
+    goes out (``apps.usage.ledger.asettle``), so a test that reads the ledger or the counters
+    after an answer waits for this first, as a client reading its usage a moment later
+    would."""
     import time
 
-    from apps.gateway.ready import release_ready_holds_everywhere
     from apps.usage.models import Hold
 
-    release_ready_holds_everywhere()  # a key's next hold, placed ahead (apps.gateway.ready)
     deadline = time.monotonic() + timeout
     while Hold.objects.exists():
         if time.monotonic() > deadline:

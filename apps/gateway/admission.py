@@ -1,44 +1,40 @@
-"""Everything decided before a request is forwarded, in the order clients are told about:
-key (401), model known (404), model active (503) and healthy (503), grant allowed (403),
-non-commercial vs commercial affiliation (403), model kind fits the endpoint (400), context
-window (400), credit hold (429). ``aadmit`` runs it on the event loop on PostgreSQL: key
-lookup from the shared cache (async), checks against the in-memory catalog, then the hold on
-the async pool (``apps.usage.hot``) — no thread hop. A key this process accepted before has
-its hold and slot taken while the cache is read (``_aadmit_early``), undone without a trace
-when the fresh read refuses. On SQLite it runs ``admit``, the same steps synchronously, in one
-worker thread.
+"""Admission: everything decided before a request is forwarded, and the one owner of what the
+request holds — its key, its credit hold and its model's slot — until it ends.
+
+    async with admitted(ask, catalog) as admission:
+        ...  # forward to the backend; what it reports goes on admission.tally
+
+Entering checks, in the order clients are told: key (401), model known (404), model active
+(503) and healthy (503), grant allowed (403), non-commercial vs commercial affiliation (403),
+model kind fits the endpoint (400), context window (400); then places the credit hold (429)
+while taking the model's slot (503 when its queue is full), the two round trips overlapped.
+
+Leaving, exactly once on every exit — answer, refusal, backend error, timeout, client
+disconnect, cancellation — ``Admission.end`` settles the hold for what the tally recorded (a
+request that never reached its backend costs nothing and leaves a ledger row saying why) and
+releases the slot. It awaits nothing, so no cancellation can cut it short: the settlement is
+written by the ledger's batches (``apps.usage.ledger.asettle``) and the slot's release runs in
+the background while the answer goes out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from dataclasses import dataclass, replace
-from decimal import Decimal
+from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.core.aio import complete
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
-from apps.gateway.ready import limits_of, ready_holds
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
-from apps.keys.auth import (
-    AuthResult,
-    aapi_key_authenticate,
-    api_key_authenticate,
-    recent_api_key,
-)
+from apps.keys.auth import AuthResult, aapi_key_authenticate
 from apps.keys.models import ApiKey
-from apps.usage.credits import credits_for
-from apps.usage.hot import ahold_place, ahold_settle, ahold_withdraw, on_event_loop
-from apps.usage.models import Outcome
-from apps.usage.services import hold_place
+from apps.usage import ledger
+from apps.usage.models import Hold, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +43,219 @@ HOLD_MARGIN_SECONDS = 120
 
 
 @dataclass(frozen=True)
+class Ask:
+    """What a request asks for, read from its body (``views.parse``)."""
+
+    secret: str | None
+    endpoint: str  # "chat", "completions" or "embeddings"
+    model_name: str
+    prompt: PromptSize
+    max_tokens: int | None
+    choices: int = 1  # completions the backend generates: n (best_of) for each prompt
+
+
+MAX_TOKEN_COUNT = 2**31 - 1  # the ledger's integer columns
+
+
+def _token_count(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKEN_COUNT
+
+
+@dataclass
+class Tally:
+    """What the request consumed, as far as Anvil knows it: the backend's usage when it
+    reported one, else the chunks (or bytes) it generated."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    chunks: int = 0
+    outcome: str | None = None  # None: decided by how the request ends
+    forwarded: bool = False  # the request was sent to its backend
+
+    def take_usage(self, usage: dict | None) -> None:
+        """The backend's usage when the ledger can hold it; otherwise the request is billed
+        as one without usage (estimated): a negative count, true or false, or one beyond the
+        ledger's integer columns would fail the settlement."""
+        if not isinstance(usage, dict) or not _token_count(usage.get("prompt_tokens")):
+            return
+        try:
+            completion = int(usage.get("completion_tokens") or 0)
+        except (TypeError, ValueError, OverflowError):
+            return
+        if _token_count(completion):
+            self.prompt_tokens, self.completion_tokens = usage["prompt_tokens"], completion
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """How a request ended, from what ended it (the relay records a backend's failure on the
+    tally itself): answered, the client gone, or cancelled by anything else."""
+    if exc is None:
+        return Outcome.OK
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return Outcome.CLIENT_DISCONNECTED
+    return Outcome.CANCELLED
+
+
+@dataclass
 class Admission:
     key: ApiKey
     model: ServedModel
-    hold_id: object
+    hold: Hold
+    slot: object  # slots.model_slot, taken
     prompt_estimate: int
     max_tokens: int | None  # what the backend is asked for; None when the client set none
     lowered: bool  # max_tokens was lowered to what the budget affords
-    slot: object = None  # the model's slot (slots.model_slot), released by ``async with``
-    # time.monotonic() before the hold was placed: the request's deadline and latency count
-    # from here, queue wait included, so no request outlives its hold (placed after this)
-    started: float = 0.0
-    # the hold itself (amount, prices; on PostgreSQL its ``status``: the budgets right after it)
-    hold: object = None
-    # the most the request may be charged when its hold is larger than its own would be (a
-    # ready hold placed for an earlier, larger request: apps.gateway.ready): its own hold's
-    # amount; None when the hold is its own
-    max_charge: Decimal | None = None
+    started: float  # time.monotonic() before the hold: the request's deadline counts from here
+    tally: Tally = field(default_factory=Tally)
+    charged: dict | None = None  # once ended: credits_charged, remaining, limited_by
+    settlement: asyncio.Future | None = None  # once ended: the ledger row being written
+
+    def usage(self, exc: BaseException | None) -> ledger.Usage:
+        """The ledger's usage for this request: the backend's counts, or estimates (the
+        prompt as Anvil counted it, the chunks generated). A request that never reached its
+        backend, or whose backend failed before the first token, costs nothing."""
+        tally = self.tally
+        outcome = tally.outcome or outcome_of(exc)
+        latency = int((time.monotonic() - self.started) * 1000)
+        estimated = tally.prompt_tokens is None
+        generated = (tally.chunks if estimated else tally.completion_tokens) or 0
+        failed = outcome in (Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT)
+        if not tally.forwarded or (failed and not generated):
+            return ledger.Usage.unused(outcome, latency)
+        prompt = self.prompt_estimate if estimated else tally.prompt_tokens
+        return ledger.Usage(prompt, generated, outcome, latency, estimated)
+
+    def end(self, exc: BaseException | None = None) -> dict:
+        """Settle the hold and release the slot, once; what the request was charged and what
+        its budgets have left after it (the budgets its hold read, moved by this request)."""
+        if self.charged is not None:
+            return self.charged
+        usage = self.usage(exc)
+        self.slot.release()
+        self.settlement = ledger.asettle(self.hold, usage)
+        after = ledger.budgets_after(self.hold, usage)
+        self.charged = {
+            "credits_charged": str(ledger.charge(self.hold, usage)),
+            "remaining": None if after is None else str(after.remaining),
+            "limited_by": None if after is None else after.limited_by,
+        }
+        return self.charged
+
+    def headers(self) -> dict[str, str]:
+        """The credit headers of the answer (after ``end``)."""
+        charged = self.end()
+        headers = {"X-Anvil-Credits-Charged": charged["credits_charged"]}
+        if charged["remaining"] is not None:
+            headers["X-Anvil-Credits-Remaining"] = charged["remaining"]
+        if charged["limited_by"]:
+            headers["X-Anvil-Limited-By"] = charged["limited_by"]
+        if self.lowered:
+            headers["X-Anvil-Max-Tokens-Lowered"] = str(self.max_tokens)
+        return headers
+
+
+class admitted:
+    """The request's admission for the length of the ``async with`` (see the module)."""
+
+    def __init__(self, ask: Ask, catalog: CatalogSnapshot) -> None:
+        self.ask, self.catalog = ask, catalog
+        self.admission: Admission | None = None
+
+    async def __aenter__(self) -> Admission:
+        started = time.monotonic()
+        key = await aauthenticate(self.ask.secret)
+        ask = self.ask
+        model = check_model(
+            key=key, catalog=self.catalog, name=ask.model_name, endpoint=ask.endpoint
+        )
+        budget = completion_budget(
+            model=model, prompt=ask.prompt, max_tokens=ask.max_tokens, endpoint=ask.endpoint
+        )
+        slot = model_slot(
+            model=model.name, max_concurrency=model.max_concurrency,
+            queue_size=model.queue_size, grant_id=key.grant_id,
+        )  # fmt: skip
+        hold = await _hold_and_slot(self._plan(key, model, budget), slot)
+        per_choice = min(hold.max_completion_tokens // self.ask.choices, budget)
+        lowered = per_choice < budget
+        self.admission = Admission(
+            key=key, model=model, hold=hold, slot=slot, prompt_estimate=self.ask.prompt.estimate,
+            max_tokens=per_choice if (lowered or self.ask.max_tokens is not None) else None,
+            lowered=lowered, started=started,
+        )  # fmt: skip
+        return self.admission
+
+    async def __aexit__(self, exc_type, exc, traceback) -> None:
+        self.admission.end(exc)
+
+    def _plan(self, key: ApiKey, model: ServedModel, budget: int) -> ledger.Plan:
+        """The hold: the prompt once, ``budget`` completion tokens for each of the choices.
+        With several choices the hold is all or nothing (max_tokens is not lowered)."""
+        ask = self.ask
+        partial = settings.GATEWAY_PARTIAL_MAX_TOKENS and ask.endpoint != "embeddings"
+        return ledger.Plan(
+            api_key_id=key.id, grant_id=key.grant_id, user_id=key.owner_id, model=model,
+            prompt_tokens=ask.prompt.upper_bound, max_completion_tokens=budget * ask.choices,
+            allow_partial=partial and ask.choices == 1,
+            ttl_seconds=settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
+        )  # fmt: skip
+
+
+async def _hold_and_slot(plan: ledger.Plan, slot) -> Hold:
+    """The hold and the model's slot at the same time (the round trips to PostgreSQL and to
+    Redis overlap). A refused hold answers 429 whatever the slot said (the slot is given
+    back, or its place in the queue left). Once the hold is placed, any failure to get the
+    slot — queue full, waited too long, client gone — settles it at no charge (one ledger row)
+    and gives the slot back if it was granted meanwhile. The hold's placement is never cut
+    short halfway: a client leaving during it is noticed once it is placed."""
+    taking = asyncio.ensure_future(slot.acquire())
+    placing = asyncio.ensure_future(ledger.aplace(plan))
+    try:
+        hold = await asyncio.shield(placing)
+    except BaseException as exc:
+        hold = await _placed(placing)
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+        slot.release()
+        if hold is not None:
+            ledger.asettle(hold, ledger.Usage.unused(outcome_of(exc)))
+        if isinstance(exc, ApplicationError):  # QuotaExceeded, NotFound
+            raise GatewayError.from_application_error(exc) from None
+        raise
+    try:
+        # The wait in the queue counts against the request's time, so no request outlives
+        # its hold (which lives GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS).
+        async with asyncio.timeout(settings.GATEWAY_REQUEST_MAX_SECONDS):
+            await taking
+    except BaseException as exc:
+        slot.release()  # a cancellation can land in the turn the slot was granted in
+        outcome = Outcome.CLIENT_DISCONNECTED
+        if not isinstance(exc, asyncio.CancelledError):
+            outcome = Outcome.CANCELLED
+        ledger.asettle(hold, ledger.Usage.unused(outcome))
+        if isinstance(exc, TimeoutError):
+            raise QueueWaitTooLong(
+                f"The model {slot.model!r} gave no slot in "
+                f"{settings.GATEWAY_REQUEST_MAX_SECONDS} s, the longest a request may take.",
+                retry_after=60,
+            ) from None
+        raise
+    return hold
+
+
+async def _placed(placing: asyncio.Future) -> Hold | None:
+    """The hold once its placement ended (the caller was cancelled meanwhile), or None when
+    it was refused or failed."""
+    try:
+        return await placing
+    except Exception:
+        return None
+
+
+class QueueWaitTooLong(QueueFull):
+    """Waited as long as a request may take in all without getting a slot: 503."""
+
+    code = "queue_timeout"
 
 
 def _missing_key() -> GatewayError:
@@ -76,12 +268,6 @@ def _accepted(result: AuthResult) -> ApiKey:
     if not result.ok:
         raise GatewayError(result.status, result.message, code=result.code)
     return result.key
-
-
-def authenticate(secret: str | None) -> ApiKey:
-    if not secret:
-        raise _missing_key()
-    return _accepted(api_key_authenticate(secret=secret))
 
 
 async def aauthenticate(secret: str | None) -> ApiKey:
@@ -156,308 +342,3 @@ def completion_budget(
             param="max_tokens" if max_tokens is not None and room >= 1 else "messages",
         )
     return max_tokens if max_tokens is not None else room
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A request that passed every check up to the hold: what the hold is and how its
-    admission reads."""
-
-    key: ApiKey
-    model: ServedModel
-    prompt: PromptSize
-    budget: int  # completion tokens per choice
-    max_tokens: int | None
-    choices: int
-    endpoint: str
-
-    @property
-    def hold_args(self) -> dict:
-        """The hold: the prompt once, ``budget`` completion tokens for each of the choices.
-        With several choices the hold is all or nothing (max_tokens is not lowered)."""
-        key = self.key
-        partial = settings.GATEWAY_PARTIAL_MAX_TOKENS and self.endpoint != "embeddings"
-        return {
-            "api_key_id": key.id,
-            "grant_id": key.grant_id,
-            "user_id": key.owner_id,
-            # prices from the in-memory catalog: no query for the model row
-            "catalog_model": self.model,
-            "prompt_tokens": self.prompt.upper_bound,
-            "max_completion_tokens": self.budget * self.choices,
-            "allow_partial": partial and self.choices == 1,
-            "ttl_seconds": settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
-        }
-
-    def admitted(self, hold, **extra) -> Admission:
-        # (a ready hold may be larger than this request's: apps.gateway.ready)
-        per_choice = min(hold.max_completion_tokens // self.choices, self.budget)
-        lowered = per_choice < self.budget
-        return Admission(
-            key=self.key,
-            model=self.model,
-            hold_id=hold.id,
-            hold=hold,
-            prompt_estimate=self.prompt.estimate,
-            max_tokens=per_choice if (lowered or self.max_tokens is not None) else None,
-            lowered=lowered,
-            max_charge=self._max_charge(hold, per_choice * self.choices),
-            **extra,
-        )
-
-    def _max_charge(self, hold, completion_tokens: int) -> Decimal | None:
-        """The amount of the request's own hold when ``hold`` is larger (else None): the
-        request never costs more than that, whichever hold pays for it."""
-        prompt_tokens = self.prompt.upper_bound
-        if hold.prompt_tokens <= prompt_tokens and hold.max_completion_tokens <= completion_tokens:
-            return None
-        return credits_for(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            prompt_price=hold.prompt_price,
-            completion_price=hold.completion_price,
-        )
-
-
-def _plan(
-    *, key: ApiKey, catalog: CatalogSnapshot, endpoint: str, model_name: str,
-    prompt: PromptSize, max_tokens: int | None, choices: int,
-) -> _Plan:  # fmt: skip
-    model = check_model(key=key, catalog=catalog, name=model_name, endpoint=endpoint)
-    budget = completion_budget(model=model, prompt=prompt, max_tokens=max_tokens, endpoint=endpoint)
-    return _Plan(key, model, prompt, budget, max_tokens, choices, endpoint)
-
-
-def admit(
-    *,
-    secret: str | None,
-    catalog: CatalogSnapshot,
-    endpoint: str,
-    model_name: str,
-    prompt: PromptSize,
-    max_tokens: int | None,
-    choices: int = 1,
-) -> Admission:
-    checks = {"endpoint": endpoint, "model_name": model_name, "prompt": prompt}
-    plan = _plan(
-        key=authenticate(secret), catalog=catalog, **checks, max_tokens=max_tokens, choices=choices
-    )
-    try:
-        hold = hold_place(**plan.hold_args)
-    except ApplicationError as exc:
-        raise GatewayError.from_application_error(exc) from None
-    return plan.admitted(hold)
-
-
-async def aadmit(
-    *,
-    secret: str | None,
-    catalog: CatalogSnapshot,
-    endpoint: str,
-    model_name: str,
-    prompt: PromptSize,
-    max_tokens: int | None,
-    choices: int = 1,
-) -> Admission:
-    """``admit`` for the async views: on the event loop on PostgreSQL, else in one thread.
-    The admission carries the model's slot (``slots.model_slot``; released by ``async with``
-    it): on PostgreSQL it is taken while the hold is placed, so it is held already (or
-    ``slots.QueueFull`` raised); on SQLite ``async with`` takes it after the hold."""
-    started = time.monotonic()
-    checks = {"endpoint": endpoint, "model_name": model_name, "prompt": prompt}
-    if not on_event_loop():
-        admission = await sync_to_async(admit, thread_sensitive=False)(
-            secret=secret, catalog=catalog, **checks, max_tokens=max_tokens, choices=choices
-        )
-        slot = _slot_for(admission.key, admission.model)
-        return replace(admission, slot=slot, started=started)
-    plan_for = functools.partial(
-        _plan, catalog=catalog, **checks, max_tokens=max_tokens, choices=choices
-    )
-    guess = _guess(secret, plan_for)
-    if guess is not None:
-        return await _aadmit_early(secret, guess, plan_for, started)
-    return await _aadmit_planned(plan_for(key=await aauthenticate(secret)), started)
-
-
-async def _aadmit_planned(plan: _Plan, started: float) -> Admission:
-    slot = _slot_for(plan.key, plan.model)
-    hold = await _ahold_taking(plan.hold_args, slot)
-    _replenish(plan)
-    return plan.admitted(hold, slot=slot, started=started)
-
-
-def _replenish(plan: _Plan) -> None:
-    """A ready hold for the key's next request to this model (apps.gateway.ready)."""
-    registry = ready_holds()
-    if registry is not None:
-        registry.replenish(plan.hold_args, plan.key)
-
-
-async def _ahold_ready(ready: asyncio.Future, args: dict):
-    """The ready hold's placement; when it failed (refused: it was placed for an earlier,
-    larger request), the request's own hold instead."""
-    try:
-        return await ready
-    except Exception:  # refused for its size (or failed): the request's own hold decides
-        return await _ahold(args)
-
-
-def _guess(secret: str | None, plan_for) -> _Plan | None:
-    """The plan for the key this process last accepted for ``secret`` (its digest compared,
-    every check of the key passed on that copy), when it passes every check too; else None,
-    and the request is admitted step by step (so whatever it is told, the key comes first)."""
-    key = recent_api_key(secret=secret) if secret else None
-    if key is None:
-        return None
-    try:
-        return plan_for(key=key)
-    except GatewayError:
-        return None
-
-
-def _holder(plan: _Plan) -> tuple:
-    """Whose budgets the plan's hold takes from (the rest of it does not depend on the key)."""
-    return plan.key.id, plan.key.grant_id, plan.key.owner_id
-
-
-async def _aadmit_early(secret: str, guess: _Plan, plan_for, started: float) -> Admission:
-    """Admit on the plan of a key accepted before, reading the key again meanwhile: the hold
-    (PostgreSQL) and the slot are taken while the key cache's GET is out (written with the
-    slot's script, one round trip for both), so the read adds no round trip of its own.
-    What the request is told is what the fresh read says, checked as in ``aadmit``'s other
-    way: refused (revoked, expired, the owner now commercial…), the hold is withdrawn without
-    a trace (no ledger row, as for any refused request) and the slot given back before the
-    refusal is raised; so is everything on any exit before the hold is in hand (a client's
-    disconnect included). From then on it is the same as the other way."""
-    args = guess.hold_args
-    slot = _slot_for(guess.key, guess.model)
-    registry = ready_holds()
-    ready = registry.take(args, guess.key) if registry is not None else None
-    # In this order, so the hold's query goes out first and the slot's script (queued one turn
-    # of the loop after ``taking`` starts) in the same write as the GET (``resp``).
-    if ready is None:
-        placing = asyncio.ensure_future(_ahold(args))
-    else:
-        placing = asyncio.ensure_future(_ahold_ready(ready, args))
-    taking = asyncio.ensure_future(slot.acquire())
-    reading = asyncio.ensure_future(aapi_key_authenticate(secret=secret, accepted=guess.key))
-    try:
-        plan = plan_for(key=_accepted(await reading))
-        same = _holder(plan) == _holder(guess)
-        if ready is not None and limits_of(plan.key) != limits_of(guess.key):
-            same = False  # the ready hold was placed under other limits: not used
-        if same:
-            hold = await asyncio.shield(placing)  # a disconnect meanwhile: placed, withdrawn
-    except BaseException:
-        await complete(_withdraw(placing, taking, slot))
-        raise
-    if not same:  # the key's row names another grant or owner now: start again with it
-        await complete(_withdraw(placing, taking, slot))
-        return await _aadmit_planned(plan, started)
-    hold = await _slot_taken(args, slot, taking, hold)
-    _replenish(plan)
-    return plan.admitted(hold, slot=slot, started=started)
-
-
-async def _withdraw(placing: asyncio.Future, taking: asyncio.Future, slot) -> None:
-    """Undo an early admission before its hold was in hand: the slot given back (or its place
-    in the queue left), the hold waited for and withdrawn (no charge, no ledger row)."""
-    taking.cancel()
-    await asyncio.gather(taking, return_exceptions=True)
-    try:
-        await slot.__aexit__(None, None, None)  # a slot taken before the cancel is released
-    finally:
-        (hold,) = await asyncio.gather(placing, return_exceptions=True)
-        if not isinstance(hold, BaseException):
-            try:
-                await ahold_withdraw(hold_id=hold.id)
-            except Exception:  # the refusal is still told; the sweeper ends the hold
-                logger.exception("Withdrawing hold %s failed; it expires instead", hold.id)
-
-
-def _slot_for(key: ApiKey, model: ServedModel):
-    return model_slot(
-        model=model.name,
-        max_concurrency=model.max_concurrency,
-        queue_size=model.queue_size,
-        grant_id=key.grant_id,
-    )
-
-
-async def _ahold(args: dict):
-    try:
-        return await ahold_place(**args)
-    except ApplicationError as exc:
-        raise GatewayError.from_application_error(exc) from None
-
-
-async def _ahold_taking(args: dict, slot):
-    """The hold and the model's slot at the same time (two round trips, to PostgreSQL and to
-    Redis, overlap instead of following each other). The errors keep their order: a refused
-    hold answers 429 whatever the slot said (the slot is given back, or its place in the
-    queue left); a full queue answers 503 after the hold is released at no charge."""
-    taking = asyncio.ensure_future(slot.acquire())
-    try:
-        hold = await _ahold(args)
-    except BaseException:
-        taking.cancel()
-        await asyncio.gather(taking, return_exceptions=True)
-        await slot.__aexit__(None, None, None)  # a slot taken before the cancel is released
-        raise
-    return await _slot_taken(args, slot, taking, hold)
-
-
-async def _slot_taken(args: dict, slot, taking: asyncio.Future, hold):
-    """The hold is placed: wait for the slot being taken. Any failure or cancellation gives
-    the slot back and releases the hold at no charge (one ledger row)."""
-    try:
-        # The wait in the queue counts against the request's time, so no request outlives
-        # its hold (which lives GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS).
-        async with asyncio.timeout(settings.GATEWAY_REQUEST_MAX_SECONDS):
-            await taking
-    except BaseException as exc:
-        outcome = Outcome.CLIENT_DISCONNECTED
-        if not isinstance(exc, asyncio.CancelledError):
-            outcome = Outcome.CANCELLED
-        try:
-            # A cancellation can land in the turn the slot was granted in: it is taken then.
-            await slot.__aexit__(None, None, None)
-        finally:
-            await _release_unused(args, hold.id, outcome)
-        if isinstance(exc, TimeoutError):
-            raise QueueWaitTooLong(
-                f"The model {args['catalog_model'].name!r} gave no slot in "
-                f"{settings.GATEWAY_REQUEST_MAX_SECONDS} s, the longest a request may take.",
-                retry_after=60,
-            ) from None
-        raise
-    return hold
-
-
-class QueueWaitTooLong(QueueFull):
-    """Waited as long as a request may take in all without getting a slot: 503."""
-
-    code = "queue_timeout"
-
-
-async def aabandon(admission: Admission) -> None:
-    """Undo an admission whose request will not be forwarded (something failed between the
-    admission and the relay, which owns the slot and the hold from then on): the slot back,
-    the hold released at no charge."""
-    registry = ready_holds()
-    if registry is not None:  # the request ended: its key's ready hold waits from now
-        registry.arm(admission.key.id, admission.model.id)
-    try:
-        await admission.slot.__aexit__(None, None, None)
-    finally:
-        key = admission.key
-        args = {"api_key_id": key.id, "grant_id": key.grant_id, "user_id": key.owner_id}
-        await _release_unused(args, admission.hold_id, Outcome.CANCELLED)
-
-
-async def _release_unused(args: dict, hold_id: int, outcome: str) -> None:
-    """Settle a hold whose request never reached the backend: no charge, one ledger row."""
-    owner = {name: args[name] for name in ("api_key_id", "grant_id", "user_id")}
-    unused = {"prompt_tokens": 0, "completion_tokens": 0, "latency_ms": 0, "estimated": False}
-    await complete(ahold_settle(hold_id=hold_id, **owner, **unused, outcome=outcome))

@@ -45,7 +45,6 @@ from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.log import log_response
 
 from apps.core.access_log import log_access
-from apps.core.aio import complete
 from apps.gateway.request import GatewayRequest, path_info
 
 logger = logging.getLogger(__name__)
@@ -135,12 +134,6 @@ class GatewayHandler(ASGIHandler):
             _close(response)
             if not 200 <= response.status_code < 300:
                 log_access(scope, response.status_code)  # a 2xx answer is in the ledger
-            settling = getattr(response, "settling", None)
-            if settling is not None:
-                # The request's settlement, started as its answer went out (relay.py): the
-                # request ends with it, so a graceful shutdown (which waits for requests to
-                # end) does not cut it off.
-                await complete(settling)
         if listener.done() and not listener.cancelled():
             listener.result()  # an invalid message from the server: raised as Django does
 

@@ -118,15 +118,16 @@ class _Slot:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        ticket, self._ticket = self._ticket, None
-        if ticket is not None:
-            _record_hold(self._model, time.monotonic() - self._started)
-            await self._backend.release(ticket)
+        await self.release()
 
-    def release_soon(self) -> asyncio.Future:
-        """Start releasing the slot in a task of its own and return it (await it later), so
-        the release overlaps whatever the caller does next; ``async with`` then releases
-        nothing more. The task is never cancelled by the caller's cancellation."""
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def release(self) -> asyncio.Future:
+        """Give the slot back (to the next waiter, if any), in a task of its own: returns it,
+        to await or not. Never cancelled by the caller's cancellation; a second call, or one
+        for a slot never taken, releases nothing."""
         ticket, self._ticket = self._ticket, None
         if ticket is None:
             done = asyncio.get_running_loop().create_future()

@@ -1,7 +1,8 @@
 """The OpenAI-compatible endpoints: plain async views (DRF would buffer streams).
 
-Each inference request: read the body, admit it (key, checks, credit hold; on the event loop
-on PostgreSQL), take a slot in the model's queue, forward, settle. See admission.py and relay.py.
+Each inference request reads top to bottom in ``serve``: parse the body (``parse``), admit it
+(``admission.admitted``: key, checks, credit hold, the model's slot), relay it (``relay``),
+answer. The admission owns the hold and the slot and ends them on every exit.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.gateway import parsing, tokens
-from apps.gateway.admission import aabandon, aadmit, aauthenticate
+from apps.gateway import parsing, relay, tokens
+from apps.gateway.admission import Ask, aauthenticate, admitted
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
-from apps.gateway.relay import relay_once, relay_stream
 from apps.gateway.slots import QueueFull, slot_stats
 from apps.keys.auth import bearer_secret
 
@@ -82,57 +82,61 @@ def _secret(request) -> str | None:
 
 
 async def serve(request, endpoint: Endpoint) -> HttpResponse:
-    try:
-        return await _serve(request, endpoint)
-    except GatewayError as exc:
-        return exc.response()
-
-
-async def _serve(request, endpoint: Endpoint) -> HttpResponse:
+    """One inference request, top to bottom: parse, admit, relay, answer."""
     secret = _secret(request)
     try:
-        parsed = parse(request, endpoint)
-    except GatewayError:
-        # An unknown key hears 401 whatever its body says.
-        await aauthenticate(secret)
-        raise
-    endpoint, model_name, stream = parsed.endpoint, parsed.model_name, parsed.stream
-    catalog = await current_catalog()
-    try:
-        admission = await aadmit(
-            secret=secret,
-            catalog=catalog,
-            endpoint=endpoint.name,
-            model_name=model_name,
-            prompt=parsed.prompt,
-            max_tokens=parsed.max_tokens,
-            choices=parsed.choices,
-        )
         try:
-            upstream = _upstream_body(parsed.body, admission, stream)
-        except BaseException:
-            await aabandon(admission)  # nothing may keep the slot and the hold
+            parsed = parse(request, endpoint)
+        except GatewayError:
+            await aauthenticate(secret)  # an unknown key hears 401 whatever its body says
             raise
-        slot = admission.slot
-        if stream:
-            return await relay_stream(
-                admission=admission,
-                path=endpoint.path,
-                body=upstream,
-                slot=slot,
-                client_wants_usage=parsed.wants_usage,
-            )
-        return await relay_once(admission=admission, path=endpoint.path, body=upstream, slot=slot)
+        ask = Ask(
+            secret=secret, endpoint=parsed.endpoint.name, model_name=parsed.model_name,
+            prompt=parsed.prompt, max_tokens=parsed.max_tokens, choices=parsed.choices,
+        )  # fmt: skip
+        admitting = admitted(ask, await current_catalog())
+        if parsed.stream:
+            return await _answer_stream(admitting, parsed)
+        async with admitting as admission:
+            upstream = _upstream_body(parsed.body, admission, stream=False)
+            payload = await relay.forward(admission, parsed.endpoint.path, upstream)
+        answer = JsonResponse(payload)
+        for name, value in admission.headers().items():
+            answer[name] = value
+        return answer
     except QueueFull as exc:  # full, waited too long, or the queue store unreachable
-        raise GatewayError(
+        return GatewayError(
             503,
             f"{exc.message} Retry in {exc.retry_after} s.",
             code=exc.code,
             headers={"Retry-After": str(exc.retry_after)},
-        ) from None
+        ).response()
+    except GatewayError as exc:
+        return exc.response()
 
 
-def _upstream_body(body: dict, admission, stream: bool) -> dict:
+async def _answer_stream(admitting: admitted, parsed: Parsed) -> HttpResponse:
+    """The stream's first event is awaited before answering, so a refusal or a backend that
+    fails before its first token still gets its status. A started stream dropped unfinished
+    (the client left before Django began sending) is closed by the event loop's finaliser,
+    which ends its admission."""
+    events = relay.stream(
+        admitting,
+        parsed.endpoint.path,
+        lambda admission: _upstream_body(parsed.body, admission, stream=True),
+        parsed.wants_usage,
+    )
+    first = await anext(events)
+    answer = StreamingHttpResponse(relay.chain(first, events), content_type="text/event-stream")
+    answer["Cache-Control"] = "no-cache"
+    answer["X-Accel-Buffering"] = "no"
+    admission = admitting.admission
+    if admission.lowered:
+        answer["X-Anvil-Max-Tokens-Lowered"] = str(admission.max_tokens)
+    return answer
+
+
+def _upstream_body(body: dict, admission, *, stream: bool) -> dict:
     upstream = dict(body)
     upstream["model"] = admission.model.upstream_model
     if "stream" in body:

@@ -10,7 +10,6 @@ read, but what it answers is always what the fresh read says.
 from __future__ import annotations
 
 import enum
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -183,14 +182,12 @@ def _authenticate(kind: KeyKind, secret: str) -> AuthResult:
     return result
 
 
-async def _aauthenticate(kind: KeyKind, secret: str, accepted=None) -> AuthResult:
+async def _aauthenticate(kind: KeyKind, secret: str) -> AuthResult:
     lookup = secret_lookup(secret, visible_prefix=kind.visible_prefix)
     if lookup is None:
         return _refuse_malformed(kind, secret)
     cached = await acached_key(kind=kind.name, lookup_prefix=lookup)
     if cached is not None:
-        if cached is accepted:  # the entry this secret was judged against a moment ago
-            return AuthResult(key=cached)
         return _judge(kind, secret, cached)
     # In the shared worker threads, not afirst()'s per-request thread: a burst of cache
     # misses must not open one database connection per request.
@@ -206,55 +203,8 @@ def api_key_authenticate(*, secret: str) -> AuthResult:
     return _authenticate(API, secret)
 
 
-async def aapi_key_authenticate(*, secret: str, accepted: ApiKey | None = None) -> AuthResult:
-    """``accepted``: what ``recent_api_key`` returned for ``secret`` in this request; when the
-    cache still holds that very entry (unchanged since) it is not judged a second time."""
-    result = await _aauthenticate(API, secret, accepted)
-    _note_recent(secret, result)
-    return result
-
-
-# The API key each lookup prefix was last accepted with in this process: what the gateway may
-# start a request's hold and slot on while it reads the key again. Never a decision: a refusal
-# by a fresh read drops the copy. At most RECENT_MAX (a decoded key with its grant and owner
-# takes about 6 KB; most are shared with the cache's decoded entries), the one refreshed
-# longest ago dropped first; a key of a request is refreshed when its cache entry was decoded
-# anew, about once a minute while it is used.
-RECENT_MAX = 4096
-_recent: dict[str, ApiKey] = {}
-_recent_lock = threading.Lock()
-
-
-def recent_api_key(*, secret: str) -> ApiKey | None:
-    """The key this process last accepted for ``secret``'s lookup prefix, when ``secret`` is
-    its secret (the digest compared as for any request) and the copy passes every check of
-    ``aapi_key_authenticate``; else None. Costs no I/O. Only a guess: the key may have been
-    revoked or changed since, which the caller learns from ``aapi_key_authenticate``."""
-    lookup = secret_lookup(secret, visible_prefix=API.visible_prefix)
-    key = None if lookup is None else _recent.get(lookup)
-    if key is None:
-        return None
-    return _judge(API, secret, key).key
-
-
-def _note_recent(secret: str, result: AuthResult) -> None:
-    lookup = secret_lookup(secret, visible_prefix=API.visible_prefix)
-    if lookup is None:
-        return
-    if not result.ok:
-        known = _recent.get(lookup)
-        # A wrong secret of a known prefix drops nothing: the key's holder keeps its copy.
-        if known is not None and secret_matches(secret, known.digest):
-            with _recent_lock:
-                _recent.pop(lookup, None)
-        return
-    if _recent.get(lookup) is result.key:  # the same decoded cache entry: nothing changed
-        return
-    with _recent_lock:
-        _recent.pop(lookup, None)
-        _recent[lookup] = result.key
-        if len(_recent) > RECENT_MAX:
-            del _recent[next(iter(_recent))]
+async def aapi_key_authenticate(*, secret: str) -> AuthResult:
+    return await _aauthenticate(API, secret)
 
 
 def management_key_authenticate(*, secret: str) -> AuthResult:

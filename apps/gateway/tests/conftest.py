@@ -74,16 +74,16 @@ def gateway(world, anvil_server, devbackend) -> Gateway:
 
 @pytest.fixture
 def holds(monkeypatch) -> list:
-    """The key ids of the holds the admissions started placing (before or after their key was
-    read), in order; the server runs in this process."""
-    from apps.gateway import admission
+    """The key ids of the holds the admissions started placing, in order; the server runs in
+    this process."""
+    from apps.usage import ledger
 
     placed = []
-    real = admission.ahold_place
+    real = ledger.aplace
 
-    async def place(**args):
-        placed.append(args["api_key_id"])
-        return await real(**args)
+    async def place(plan):
+        placed.append(plan.api_key_id)
+        return await real(plan)
 
-    monkeypatch.setattr(admission, "ahold_place", place)
+    monkeypatch.setattr(ledger, "aplace", place)
     return placed

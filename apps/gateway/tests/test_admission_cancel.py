@@ -1,4 +1,4 @@
-"""The hold and the slot are taken at the same time (``admission._ahold_taking``): a client
+"""The hold and the slot are taken at the same time (``admission._hold_and_slot``): a client
 that leaves at any moment of it leaves no slot taken and no hold open, with one ledger row."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import asyncio
 import pytest
 
 from apps.core.testing import wait_for_settlements
-from apps.gateway.admission import _ahold_taking
+from apps.gateway.admission import _hold_and_slot
 from apps.gateway.slots import slots_close
 from apps.gateway.tests.test_slots import make_setup, slot, slot_stats
 from apps.keys.services import api_key_create
+from apps.usage import ledger
 from apps.usage.models import Hold, LedgerEntry, Outcome
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,24 +30,27 @@ class GrantedThenCancelled:
         await self.real.acquire()
         asyncio.get_running_loop().call_soon(self.request.cancel)
 
-    async def __aexit__(self, *exc_info) -> None:
-        await self.real.__aexit__(*exc_info)
+    def release(self):
+        return self.real.release()
+
+    @property
+    def model(self) -> str:
+        return self.real.model
 
 
 def test_a_disconnect_as_the_slot_is_granted_gives_back_the_slot_and_the_hold(world, settings):
     setup = make_setup("redis", settings)
     key, _ = api_key_create(grant=world.grant, owner=world.bob, name="leaving")
-    args = {
-        "api_key_id": key.id, "grant_id": key.grant_id, "user_id": key.owner_id,
-        "catalog_model": world.chat_model, "prompt_tokens": 10, "max_completion_tokens": 10,
-        "allow_partial": False, "ttl_seconds": 300,
-    }  # fmt: skip
+    plan = ledger.Plan(
+        api_key_id=key.id, grant_id=key.grant_id, user_id=key.owner_id,
+        model=world.chat_model, prompt_tokens=10, max_completion_tokens=10, ttl_seconds=300,
+    )  # fmt: skip
 
     async def scenario():
         try:
 
             async def admit():
-                return await _ahold_taking(args, GrantedThenCancelled(slot(setup), request))
+                return await _hold_and_slot(plan, GrantedThenCancelled(slot(setup), request))
 
             request = asyncio.ensure_future(admit())
             with pytest.raises(asyncio.CancelledError):

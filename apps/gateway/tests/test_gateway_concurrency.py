@@ -215,7 +215,7 @@ def test_the_time_in_the_queue_counts_toward_the_request_deadline(gateway, setti
 
     status, _, _ = asyncio.run(queued_then_slow())
     assert status == 504  # 0.6 s queued + 0.7 s at the backend > 1 s in all
+    wait_for_settlements()
     entry = LedgerEntry.objects.get()
     assert entry.outcome == Outcome.BACKEND_TIMEOUT and entry.latency_ms >= 900
-    wait_for_settlements()
     assert not Hold.objects.exists()

@@ -53,8 +53,8 @@ def test_it_answers_504_when_the_backend_stalls(gateway, settings):
     with pytest.raises(openai.APIStatusError) as info:
         gateway.client(timeout=10).chat.completions.create(model="stalling", messages=HELLO)
     assert info.value.status_code == 504
-    assert LedgerEntry.objects.get().outcome == "backend_timeout"
     assert assert_nothing_held(gateway).credits_used == 0
+    assert LedgerEntry.objects.get().outcome == "backend_timeout"
 
 
 def test_it_bills_the_tokens_streamed_before_the_backend_dropped(gateway):

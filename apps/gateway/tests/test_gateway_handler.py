@@ -272,7 +272,7 @@ def test_closing_a_relayed_stream_closes_the_backend_side_at_once():
     shutdown waits for, not later by the event loop's finaliser."""
     import asyncio
 
-    from apps.gateway.relay import _chain
+    from apps.gateway.relay import chain
 
     closed = []
 
@@ -284,7 +284,7 @@ def test_closing_a_relayed_stream_closes_the_backend_side_at_once():
             closed.append("settled")
 
     async def scenario():
-        stream = _chain("first", relayed())
+        stream = chain("first", relayed())
         assert [await anext(stream), await anext(stream)] == ["first", "a"]
         await stream.aclose()
         return list(closed)

@@ -1,7 +1,7 @@
 """The official openai package against Anvil: the keys of a person deactivated (as the Django
 admin does it) are refused from the very next request on with 401 ``account_disabled``,
-although this process accepted the key a moment ago (``recent_api_key``), and the refusal
-leaves nothing behind. Reactivated, the same key works again. A request admitted before the
+although this process accepted the key a moment ago, and the refusal leaves nothing behind:
+no hold is placed for it. Reactivated, the same key works again. A request admitted before the
 deactivation is served to its end and billed: the check is made when a request is admitted."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import openai
 import pytest
 
 from apps.core.testing import wait_for_settlements
-from apps.keys import auth
 from apps.keys.models import ApiKey
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter
 
@@ -24,15 +23,6 @@ MESSAGE = (
     "The owner of this API key is deactivated; their keys do not work until the account is "
     "active again."
 )
-
-
-@pytest.fixture
-def holds(gateway, holds) -> list:
-    """The holds the server's admissions started placing (the server runs in this process),
-    with no key accepted before in this process."""
-    auth._recent.clear()
-    yield holds
-    auth._recent.clear()
 
 
 def set_active(user, active: bool) -> None:
@@ -74,20 +64,20 @@ def assert_disabled(info) -> None:
 
 def test_a_deactivated_owners_key_is_refused_at_once_and_leaves_nothing(gateway, holds):
     client, key = gateway.client(), gateway.key
-    chat(client)  # the process now knows the key: the next request's hold starts early
+    chat(client)  # the process now knows the key
     before = accounts(key)
     set_active(gateway.world.bob, False)
 
     with pytest.raises(openai.AuthenticationError) as info:
         chat(client)
     assert_disabled(info)
-    assert holds == [key.id, key.id]  # placed while the key was read again, then withdrawn
+    assert holds == [key.id]  # the first request's only: none for the refused one
     assert accounts(key) == before  # no hold, no ledger row, no counter changed
 
     with pytest.raises(openai.AuthenticationError) as info:
         chat(client, stream=True)
     assert_disabled(info)
-    assert holds == [key.id, key.id]  # known refused now: no hold placed at all
+    assert holds == [key.id]
     assert accounts(key) == before
 
     set_active(gateway.world.bob, True)

@@ -1,7 +1,7 @@
-"""A successful non-streaming answer is sent before its settlement runs (issue 4: the
-settlement's round trip is not in the client's latency): its credit headers come from the
-hold, and they say what the ledger row then says. The request ends only when its settlement
-has (so a graceful shutdown, which waits for requests, does not cut settlements off)."""
+"""A request's answer is sent while its settlement is written (the settlement's round trip is
+not in the client's latency): its credit headers come from the budgets the hold read, and they
+say what the ledger row then says. A graceful shutdown waits for the settlements still being
+written (``ledger.adrain``, from the ASGI lifespan)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from django.http import HttpResponse
 
 from apps.core.testing import wait_for_settlements
-from apps.gateway import handler as handler_module
-from apps.gateway import relay
+from apps.usage import ledger, pg
 from apps.usage.models import Hold, LedgerEntry
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,17 +34,16 @@ def chat(gateway) -> httpx.Response:
 
 
 def test_the_answer_does_not_wait_for_the_settlement_and_tells_what_it_charges(
-    gateway, monkeypatch, settings
+    gateway, monkeypatch
 ):
-    settings.GATEWAY_READY_HOLDS = False  # the request's own hold is the only one
     release = threading.Event()
-    real_settle = relay.ahold_settle
+    real_settle = pg._settle_all
 
-    async def slow_settle(**args):
+    async def slow_settle(items):
         await asyncio.to_thread(release.wait, 10)
-        return await real_settle(**args)
+        return await real_settle(items)
 
-    monkeypatch.setattr(relay, "ahold_settle", slow_settle)
+    monkeypatch.setattr(pg, "_settle_all", slow_settle)
 
     answer = chat(gateway)
 
@@ -69,67 +67,49 @@ def test_the_answer_does_not_wait_for_the_settlement_and_tells_what_it_charges(
 
 
 def test_a_settlement_that_fails_after_the_answer_is_logged_and_left_to_the_sweeper(
-    gateway, monkeypatch, caplog, settings
+    gateway, monkeypatch, caplog
 ):
-    settings.GATEWAY_READY_HOLDS = False  # the request's own hold is the only one
-
-    async def broken_settle(**args):
+    async def broken_settle(items):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(relay, "ahold_settle", broken_settle)
+    monkeypatch.setattr(pg, "_settle_all", broken_settle)
 
-    with caplog.at_level(logging.ERROR, logger="apps.gateway.relay"):
+    with caplog.at_level(logging.ERROR, logger="apps.usage.ledger"):
         answer = chat(gateway)
-        for _ in range(200):
-            if "after its answer failed" in caplog.text:
-                break
-            threading.Event().wait(0.01)
+        eventually(lambda: "A settlement failed" in caplog.text)
 
     assert answer.status_code == 200
-    hold = Hold.objects.get()  # the sweeper releases it once it expires, at no charge
-    assert f"settling hold {hold.pk} after its answer failed" in caplog.text
+    Hold.objects.get()  # withdrawn by the sweeper once it expires: nothing charged
     assert MARKER not in caplog.text
     assert not LedgerEntry.objects.exists()
 
 
-def test_the_request_ends_when_its_settlement_does(monkeypatch):
-    """The handler sends the whole answer, then waits for the settlement it carries."""
-    settled = asyncio.Event()
-    sent: list[dict] = []
+def test_a_graceful_shutdown_waits_for_the_settlements_being_written(world, monkeypatch):
+    from apps.keys.services import api_key_create
 
-    async def view(request):
-        response = HttpResponse(b"{}", content_type="application/json")
+    key, _ = api_key_create(grant=world.grant, owner=world.bob, name="draining")
+    written = asyncio.Event()
+    real_settle = pg._settle_all
 
-        async def settlement():
-            await settled.wait()
+    async def slow_settle(items):
+        await written.wait()
+        return await real_settle(items)
 
-        response.settling = asyncio.ensure_future(settlement())
-        return response
+    monkeypatch.setattr(pg, "_settle_all", slow_settle)
+    plan = ledger.Plan(
+        api_key_id=key.id, grant_id=key.grant_id, user_id=key.owner_id,
+        model=world.chat_model, prompt_tokens=10, max_completion_tokens=10,
+    )  # fmt: skip
 
-    monkeypatch.setattr(handler_module, "_VIEWS", {"/api/v1/chat/completions": view})
-    scope = {
-        "type": "http", "method": "POST", "path": "/api/v1/chat/completions",
-        "raw_path": b"/api/v1/chat/completions", "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1")], "server": ("127.0.0.1", 80),
-        "client": ("127.0.0.1", 5000), "scheme": "http", "http_version": "1.1",
-    }  # fmt: skip
-    messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+    async def shutdown():
+        hold = await ledger.aplace(plan)
+        ledger.asettle(hold, ledger.Usage(10, 10))
+        draining = asyncio.ensure_future(ledger.adrain())
+        await asyncio.sleep(0.05)
+        assert not draining.done()  # waiting for the settlement
+        written.set()
+        await asyncio.wait_for(draining, 5)
 
-    async def receive():
-        if messages:
-            return messages.pop()
-        await asyncio.Event().wait()  # the client stays
-
-    async def send(message):
-        sent.append(message)
-
-    async def run() -> None:
-        serving = asyncio.ensure_future(handler_module.GatewayHandler()(scope, receive, send))
-        for _ in range(50):
-            await asyncio.sleep(0)
-        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
-        assert not serving.done()  # answered, still settling
-        settled.set()
-        await asyncio.wait_for(serving, 2)
-
-    asyncio.run(run())
+    asyncio.run(shutdown())
+    assert LedgerEntry.objects.count() == 1
+    assert not Hold.objects.exists()

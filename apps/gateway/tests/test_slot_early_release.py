@@ -1,4 +1,4 @@
-"""A slot taken ahead of ``async with`` (``acquire``) and given back early (``release_soon``),
+"""A slot taken ahead of ``async with`` (``acquire``) and given back early (``release``),
 as the gateway does when it overlaps the slot's round trips with the hold's and the
 settlement's: each slot is taken once and released once, whatever the order."""
 
@@ -29,12 +29,12 @@ def test_a_slot_released_early_frees_its_place_once(backend):  # noqa: F811
             waiter = asyncio.create_task(slot(backend).acquire())
             await asyncio.sleep(0.05)
             queued = await slot_stats(backend.model)
-            await taken.release_soon()
+            await taken.release()
             await asyncio.wait_for(waiter, 3)  # the freed slot went to the waiter
             handed_over = await slot_stats(backend.model)
         # leaving the block released nothing more: the waiter still holds its slot
         still = await slot_stats(backend.model)
-        nothing = await slot(backend).release_soon()  # never taken: nothing to release
+        nothing = await slot(backend).release()  # never taken: nothing to release
         return queued, handed_over, still, nothing
 
     queued, handed_over, still, nothing = run(scenario)
