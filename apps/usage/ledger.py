@@ -25,7 +25,7 @@ Where it runs:
 - here, step by step through the ORM, on any database: SQLite (the embedded default), Celery
   workers, tests, management commands;
 - on PostgreSQL from the event loop, ``aplace``/``asettle``/``awithdraw`` call the functions of
-  migration usage 0004 on an async psycopg pool (``apps.usage.pg``): one round trip each, and
+  migration usage 0005 on an async psycopg pool (``apps.usage.pg``): one round trip each, and
   settlements that finish together share one transaction (one commit for several requests).
 """
 

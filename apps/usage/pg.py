@@ -1,6 +1,6 @@
 """The ledger's operations from the event loop on PostgreSQL (``apps.usage.ledger`` calls these).
 
-Each is one call of a function of migration usage 0004, sent as a prepared statement
+Each is one call of a function of migration usage 0005, sent as a prepared statement
 (psycopg's ``prepare=True``) on an async connection pool: one pool per event loop,
 GATEWAY_DB_POOL_SIZE connections at most, in autocommit mode, so a call is one round trip and
 one transaction.

@@ -222,7 +222,7 @@ class PostgreSQLOnly(migrations.RunSQL):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("usage", "0003_hold_without_constraints")]
+    dependencies = [("usage", "0004_memberlimit_to_limits")]
 
     operations = [
         migrations.AddField(
