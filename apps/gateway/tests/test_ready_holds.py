@@ -12,13 +12,13 @@ import httpx
 import pytest
 from django.db import connection
 
-from apps.core.testing import wait_for_settlements
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits
 from apps.usage.models import Hold, LedgerEntry, Outcome
 from apps.usage.reconcile import counters_reconcile
 from tests.servers import start_uvicorn
+from tests.world import wait_for_settlements
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from django.http import HttpResponse
 
-from apps.core.testing import wait_for_settlements
 from apps.gateway import handler as handler_module
 from apps.gateway import relay
 from apps.usage.models import Hold, LedgerEntry
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

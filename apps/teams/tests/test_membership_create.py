@@ -11,12 +11,12 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditAction, AuditEntry
 from apps.core.exceptions import Conflict
-from apps.core.testing import make_user
 from apps.keys.services import api_key_create
 from apps.limits.models import LimitScope, MemberLimitChange
 from apps.limits.services import member_limit_change, member_limits_change_all
 from apps.teams.models import Membership, Role
 from apps.teams.services import membership_create, membership_delete
+from tests.world import make_user
 
 pytestmark = pytest.mark.django_db
 
