@@ -11,9 +11,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.consumption.testing import chart_data, csv_rows, html_table, make_key, spend
 from apps.limits.services import member_limit_change
 from apps.usage.periods import period_for
+from tests.spending import make_key, spend
+from tests.tables import chart_data, csv_rows, html_table
 
 pytestmark = pytest.mark.django_db
 

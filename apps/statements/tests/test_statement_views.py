@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from apps.statements.models import Statement, StatementKind
 from apps.statements.services import statements_close
-from apps.statements.testing import local, spend_at
+from tests.spending import local, spend_at
 
 pytestmark = pytest.mark.django_db
 
