@@ -24,7 +24,7 @@ from apps.consumption.builders import (
     series_table,
 )
 from apps.consumption.periods import period_bounds, periods_between
-from apps.consumption.tables import Table
+from apps.core.tables import Table
 from apps.grants.selectors import grant_members
 from apps.limits.selectors import member_budgets_for_user, member_limit_changes
 from apps.usage.reports import (

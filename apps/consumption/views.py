@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from apps.consumption.pages import my_consumption
 from apps.consumption.periods import period_from
-from apps.consumption.tables import table_csv_response
+from apps.core.tables import table_csv_response
 
 
 @login_required

@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET
 
 from apps.consumption.pages import grant_consumption
 from apps.consumption.periods import period_from
-from apps.consumption.tables import table_csv_response
+from apps.core.tables import table_csv_response
 from apps.grants.selectors import grants_for_user
 from apps.teams.access import grant_for_member
 

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.consumption.pages import key_consumption
 from apps.consumption.periods import period_from
-from apps.consumption.tables import table_csv_response
 from apps.core.exceptions import ApplicationError
+from apps.core.tables import table_csv_response
 from apps.keys.forms import ApiKeyCreateForm, ApiKeyLimitsForm, ManagementKeyCreateForm
 from apps.keys.handover import secret_forget, secret_hand_over, secret_take
 from apps.keys.selectors import api_keys_for_owner, management_keys_for_owner
