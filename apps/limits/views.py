@@ -9,11 +9,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.core.exceptions import ApplicationError
+from apps.core.formats import format_credits
 from apps.limits.forms import MemberLimitForm
 from apps.limits.selectors import member_limit_current
 from apps.limits.services import member_limit_change, member_limits_change_all
 from apps.teams.access import grant_for_manager, grant_member
-from apps.usage.exceptions import format_credits
 
 
 def _said(limit) -> str:
