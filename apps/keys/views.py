@@ -1,5 +1,5 @@
 """HTML pages of API keys and management keys. A person only ever reaches their own keys:
-anyone else's key by URL is a 404 (``apps.teams.access``)."""
+anyone else's key by URL is a 404 (``apps.keys.access``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from apps.consumption.pages import key_consumption
 from apps.consumption.periods import period_from
 from apps.core.exceptions import ApplicationError
 from apps.core.tables import table_csv_response
+from apps.keys.access import api_key_for_owner, management_key_for_owner
 from apps.keys.forms import ApiKeyCreateForm, ApiKeyLimitsForm, ManagementKeyCreateForm
 from apps.keys.handover import secret_forget, secret_hand_over, secret_take
 from apps.keys.selectors import api_keys_for_owner, management_keys_for_owner
@@ -24,7 +25,6 @@ from apps.keys.services import (
     management_key_create,
     management_key_revoke,
 )
-from apps.teams.access import api_key_for_owner, management_key_for_owner
 
 SHOWN_ONCE = "The secret was shown once, when the key was created, and can not be shown again."
 
