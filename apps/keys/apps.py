@@ -8,4 +8,4 @@ class KeysConfig(AppConfig):
     label = "keys"
 
     def ready(self) -> None:
-        from apps.keys import signals  # noqa: F401 (connects the receivers)
+        from apps.keys import receivers  # noqa: F401 (connects the receivers)

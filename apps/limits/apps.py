@@ -10,3 +10,6 @@ class LimitsConfig(AppConfig):
     name = "apps.limits"
     label = "limits"
     verbose_name = "Member limit changes"
+
+    def ready(self) -> None:
+        from apps.limits import receivers  # noqa: F401 (connects the receivers)

@@ -5,8 +5,8 @@ and whichever change came last counts, in either order. Each member's old and ne
 kept in ``MemberLimitChange`` and each action is one audit log entry.
 
 The collective limit is also kept on the grant, so people who join the team later get it
-(``member_limit_apply_collective``, called when a membership is created) — unless their own
-limit in the grant was set after it (someone who left and came back).
+(``member_limits_apply_collective``, on ``apps.teams.signals.member_joined``) — unless their
+own limit in the grant was set after it (someone who left and came back).
 """
 
 from __future__ import annotations
@@ -112,6 +112,15 @@ def member_limits_change_all(
             after={"monthly_limit": monthly_limit},
         )
     return changes
+
+
+def member_limits_apply_collective(*, team, user, changed_by=None) -> None:
+    """Give a person who has just joined ``team`` the collective limit of each of its grants
+    (``member_limit_apply_collective``), inside the membership's transaction."""
+    # Locked in a fixed order: a collective limit set meanwhile either sees the new
+    # membership or is read here (member_limits_change_all locks the grant too).
+    for grant in Grant.objects.select_for_update().filter(team=team).order_by("pk"):
+        member_limit_apply_collective(grant=grant, user=user, changed_by=changed_by)
 
 
 def member_limit_apply_collective(

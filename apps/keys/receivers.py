@@ -1,6 +1,10 @@
-"""The key cache carries each key's owner row (affiliation, active flag), so a change to a
+"""How keys reacts to changes made in the apps below it.
+
+The key cache carries each key's owner row (affiliation, active flag), so a change to a
 person must reach it at once: a newly commercial person must not keep using Non-commercial
-models for the cache's lifetime, nor a deactivated one their keys."""
+models for the cache's lifetime, nor a deactivated one their keys. Someone who leaves a team
+loses their API keys in its grants at once.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from apps.keys.services import keys_forget_owner
+from apps.keys.services import api_keys_revoke_in_team, keys_forget_owner
+from apps.teams.signals import member_leaving
 
 # Saves that change nothing a key's owner row is judged by (a login stamps last_login).
 _IRRELEVANT = frozenset({"last_login", "password"})
@@ -19,3 +24,8 @@ def _owner_saved(sender, instance, created, update_fields=None, **kwargs) -> Non
     if created or (update_fields is not None and set(update_fields) <= _IRRELEVANT):
         return
     keys_forget_owner(user=instance)
+
+
+@receiver(member_leaving, dispatch_uid="keys_revoke_in_team_left")
+def _member_leaving(sender, membership, actor=None, **kwargs) -> None:
+    api_keys_revoke_in_team(team=membership.team, user=membership.user, actor=actor)
