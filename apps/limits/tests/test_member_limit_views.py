@@ -9,8 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.limits.models import MemberLimitChange
-from apps.usage.models import MemberLimit
+from apps.limits.models import MemberLimit, MemberLimitChange
 
 pytestmark = pytest.mark.django_db
 
