@@ -7,13 +7,13 @@ from decimal import Decimal
 from django.utils import timezone
 
 from apps.audit.models import AuditAction, AuditEntry
+from apps.core.formats import format_credits
 
 
 def _plain(value):
     """JSON-safe and exact: Decimals become their decimal string (0.420000 → "0.42")."""
     if isinstance(value, Decimal):
-        text = f"{value:f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        return format_credits(value)
     if isinstance(value, dict):
         return {str(name): _plain(item) for name, item in value.items()}
     if isinstance(value, list | tuple):
