@@ -21,7 +21,7 @@ urlpatterns = [
     path("keys/", include("apps.keys.urls")),
     path("management-keys/", include(management_urls)),
     path("api/", include("apps.gateway.urls")),
-    path("api/v1/", include("apps.api.urls")),
+    path("api/v1/", include("portal.api_urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
