@@ -15,7 +15,7 @@ urlpatterns = [
     path("models/", include("apps.catalog.urls")),
     path("grants/", include("apps.grants.urls")),
     path("grants/", include("apps.limits.urls")),
-    path("usage/", include("apps.consumption.urls")),
+    path("", include("apps.consumption.urls")),  # My usage, the grant and key pages
     path("audit/", include("apps.audit.urls")),
     path("statements/", include("apps.statements.urls")),
     path("keys/", include("apps.keys.urls")),

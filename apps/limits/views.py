@@ -42,7 +42,7 @@ def member_limit_change_view(request, public_id, user_public_id):
             messages.success(
                 request, f"{member.get_username()}'s monthly limit is now {_said(change.after)}."
             )
-            return redirect("grants:detail", grant.public_id)
+            return redirect("consumption:grant", grant.public_id)
     return _form_page(request, form, grant=grant, member=member)
 
 
@@ -65,5 +65,5 @@ def member_limits_change_all_view(request, public_id):
             messages.success(
                 request, f"The monthly limit of all {len(changes)} members is now {_said(limit)}."
             )
-            return redirect("grants:detail", grant.public_id)
+            return redirect("consumption:grant", grant.public_id)
     return _form_page(request, form, grant=grant, member=None)

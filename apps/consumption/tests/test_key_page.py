@@ -30,7 +30,7 @@ def bob_key(world):
 
 
 def url(key) -> str:
-    return reverse("keys:detail", args=[key.public_id])
+    return reverse("consumption:api_key", args=[key.public_id])
 
 
 def limits(client, key) -> dict[str, list[str]]:

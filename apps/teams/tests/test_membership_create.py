@@ -117,7 +117,7 @@ def test_it_refuses_someone_already_in_the_team(world):
 
 def test_it_shows_the_collective_limit_on_the_grant_page(client, world):
     client.force_login(world.bob)
-    url = reverse("grants:detail", args=[world.grant.public_id])
+    url = reverse("consumption:grant", args=[world.grant.public_id])
     assert "not set" in page_part(client.get(url), "collective-limit")
     set_all(world, Decimal("12.5"))
     shown = page_part(client.get(url), "collective-limit")

@@ -83,4 +83,4 @@ def test_it_refuses_new_keys_for_the_teams_grants_afterwards(world):
 def test_it_hides_the_teams_grants_from_the_former_member(client, world):
     remove_bob(world)
     client.force_login(world.bob)
-    assert client.get(reverse("grants:detail", args=[world.grant.public_id])).status_code == 404
+    assert client.get(reverse("consumption:grant", args=[world.grant.public_id])).status_code == 404
