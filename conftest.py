@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core.testing import World, make_world
+from tests.world import World, make_world
 
 pytest_plugins = ["tests.servers", "tests.browser"]
 

@@ -258,7 +258,7 @@ def measurements(world: World, runs: int) -> dict[str, float]:
     today = dt.date.today()
     page, api = Client(), Client(HTTP_AUTHORIZATION=f"Bearer {world.secret}")
     page.force_login(world.manager)
-    url = reverse("grants:detail", args=[grant.public_id])
+    url = reverse("consumption:grant", args=[grant.public_id])
 
     def get(client, path):
         def run():

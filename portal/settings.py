@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.consumption",
     "apps.statements",
     "apps.notifications",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [

@@ -15,13 +15,13 @@ urlpatterns = [
     path("models/", include("apps.catalog.urls")),
     path("grants/", include("apps.grants.urls")),
     path("grants/", include("apps.limits.urls")),
-    path("usage/", include("apps.consumption.urls")),
+    path("", include("apps.consumption.urls")),  # My usage, the grant and key pages
     path("audit/", include("apps.audit.urls")),
     path("statements/", include("apps.statements.urls")),
     path("keys/", include("apps.keys.urls")),
     path("management-keys/", include(management_urls)),
     path("api/", include("apps.gateway.urls")),
-    path("api/v1/", include("apps.api.urls")),
+    path("api/v1/", include("portal.api_urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

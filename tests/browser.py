@@ -56,7 +56,7 @@ def page(chromium, anvil_server):
 
 @pytest.fixture
 def sign_in(page):
-    from apps.core.testing import PASSWORD
+    from tests.world import PASSWORD
 
     def sign_in_as(username: str, password: str = PASSWORD):
         page.goto("/accounts/login/")

@@ -17,10 +17,10 @@ from django.db import connection
 
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
-from apps.statements.testing import local, spend_at
 from apps.usage.reconcile import counters_reconcile
 from apps.usage.tasks import reconcile_counters
 from portal.celery import app
+from tests.spending import local, spend_at
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,3 +7,6 @@ class AuditConfig(AppConfig):
     name = "apps.audit"
     label = "audit"
     verbose_name = "Audit log"
+
+    def ready(self) -> None:
+        from apps.audit import receivers  # noqa: F401 (connects the receivers)

@@ -7,13 +7,13 @@ from decimal import Decimal
 from django.utils import timezone
 
 from apps.audit.models import AuditAction, AuditEntry
+from apps.core.formats import format_credits
 
 
 def _plain(value):
     """JSON-safe and exact: Decimals become their decimal string (0.420000 → "0.42")."""
     if isinstance(value, Decimal):
-        text = f"{value:f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        return format_credits(value)
     if isinstance(value, dict):
         return {str(name): _plain(item) for name, item in value.items()}
     if isinstance(value, list | tuple):
@@ -48,3 +48,18 @@ def audit_record(
     entry.full_clean()
     entry.save(force_insert=True)
     return entry
+
+
+def audit_credits_allocated(*, grant, actor, before: Decimal | None) -> AuditEntry | None:
+    """Record the grant's credit pool as allocated by ``actor``, if it is new (``before`` None)
+    or differs from ``before``; returns the entry, or None when the pool did not change."""
+    if before is not None and before == grant.credits_allocated:
+        return None
+    return audit_record(
+        actor=actor,
+        action=AuditAction.CREDITS_ALLOCATED,
+        grant=grant,
+        target=f"grant {grant.identifier}",
+        before={"credits_allocated": before},
+        after={"credits_allocated": grant.credits_allocated},
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.consumption.tables import Column, Table
+from apps.core.tables import Column, Table
 
 
 def audit_table(*, entries, with_grant: bool) -> Table:

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from apps.audit.selectors import PAGE_SIZE, audit_entries_all, audit_entries_for_grant
 from apps.audit.tables import audit_table
-from apps.consumption.tables import table_csv_response
+from apps.core.tables import table_csv_response
 from apps.teams.access import grant_for_auditor, staff_only
 
 

@@ -4,8 +4,8 @@ from django.apps import AppConfig
 
 
 class ConsumptionConfig(AppConfig):
-    """Consumption pages and their building blocks: tables that render as HTML, as a chart
-    and as CSV from the same rows, so the three always show the same numbers."""
+    """Consumption pages: what people and keys spent, per member, day, month and model, as
+    tables (``apps.core.tables``) shown as HTML, as a chart and as CSV from the same rows."""
 
     name = "apps.consumption"
     label = "consumption"

@@ -3,7 +3,7 @@ as HTML, drawn as a chart (when it has one) and downloaded as CSV from the same 
 
 from __future__ import annotations
 
-from apps.consumption.tables import Chart, Column, Table
+from apps.core.tables import Chart, Column, Table
 from apps.usage.exceptions import Limit
 from apps.usage.selectors import BudgetStatus
 

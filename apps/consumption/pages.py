@@ -24,9 +24,9 @@ from apps.consumption.builders import (
     series_table,
 )
 from apps.consumption.periods import period_bounds, periods_between
-from apps.consumption.tables import Table
+from apps.core.tables import Table
 from apps.grants.selectors import grant_members
-from apps.limits.selectors import member_budgets_for_user, member_limit_changes
+from apps.limits.selectors import member_limit_changes
 from apps.usage.reports import (
     grant_usage_by_member,
     grant_usage_by_model,
@@ -35,7 +35,7 @@ from apps.usage.reports import (
     key_usage_series,
     user_usage_month,
 )
-from apps.usage.selectors import budget_status
+from apps.usage.selectors import budget_status, member_budgets_for_user
 
 
 @dataclass

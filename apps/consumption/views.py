@@ -1,4 +1,6 @@
-"""My usage: the signed-in person's consumption in a month across their grants and keys."""
+"""The pages that show consumption: My usage (the signed-in person's, in a month across their
+grants and keys), a grant's page (its members, limits and consumption) and an API key's page
+(its four limits and consumption). Each table downloads as CSV from the same URL."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from apps.consumption.pages import my_consumption
+from apps.consumption.pages import grant_consumption, key_consumption, my_consumption
 from apps.consumption.periods import period_from
-from apps.consumption.tables import table_csv_response
+from apps.core.tables import table_csv_response
+from apps.keys.access import api_key_for_owner
+from apps.teams.access import grant_for_member
 
 
 @login_required
@@ -19,3 +23,29 @@ def my_usage(request):
     csv = table_csv_response(request, consumption.tables, prefix=f"my-usage-{period}")
     context = {**consumption.context, "tables": consumption.tables}
     return csv or render(request, "consumption/my_usage.html", context)
+
+
+@login_required
+@require_GET
+def grant_detail(request, public_id):
+    grant, membership = grant_for_member(user=request.user, public_id=public_id)
+    consumption = grant_consumption(grant=grant, membership=membership, period=period_from(request))
+    csv = table_csv_response(request, consumption.tables, prefix=grant.identifier)
+    context = {
+        "grant": grant,
+        "membership": membership,
+        "models": grant.allowed_models.order_by("name"),
+        "can_audit": membership.can_manage_members or request.user.is_staff,
+        **consumption.context,
+    }
+    return csv or render(request, "consumption/grant_detail.html", context)
+
+
+@login_required
+@require_GET
+def api_key_detail(request, public_id):
+    key = api_key_for_owner(user=request.user, public_id=public_id)
+    consumption = key_consumption(key=key, period=period_from(request))
+    csv = table_csv_response(request, consumption.tables, prefix=f"key-{key.name}")
+    context = {"key": key, **consumption.context, "tables": consumption.tables}
+    return csv or render(request, "consumption/api_key_detail.html", context)

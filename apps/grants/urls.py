@@ -4,8 +4,8 @@ from django.urls import path
 
 from apps.grants import views
 
+# A grant's own page is in apps.consumption (consumption:grant), at /grants/<id>/.
 app_name = "grants"
 urlpatterns = [
     path("", views.grant_list, name="list"),
-    path("<uuid:public_id>/", views.grant_detail, name="detail"),
 ]

@@ -12,10 +12,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.authentication import ManagementKeyAuthentication, SessionOnlyAuthentication
-from apps.api.permissions import HasManagementKey
 from apps.api.serializers import StrictInputSerializer, credit_field
 from apps.core.exceptions import ApplicationError, NotFound
+from apps.keys.access import api_key_for_owner
+from apps.keys.authentication import ManagementKeyAuthentication, SessionOnlyAuthentication
+from apps.keys.permissions import HasManagementKey
 from apps.keys.selectors import api_keys_for_owner
 from apps.keys.services import (
     api_key_archive,
@@ -24,7 +25,7 @@ from apps.keys.services import (
     api_key_revoke,
     management_key_touch,
 )
-from apps.teams.access import api_key_for_owner, grant_for_member_by_reference
+from apps.teams.access import grant_for_member_by_reference
 
 # Service (model) field names → the names clients send.
 API_PARAMS = {

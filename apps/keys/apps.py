@@ -8,4 +8,7 @@ class KeysConfig(AppConfig):
     label = "keys"
 
     def ready(self) -> None:
-        from apps.keys import signals  # noqa: F401 (connects the receivers)
+        from apps.keys import (
+            receivers,  # noqa: F401 (connects the receivers)
+            schema,  # noqa: F401 (registers the OpenAPI auth extensions)
+        )

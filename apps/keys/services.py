@@ -145,6 +145,20 @@ def api_key_revoke(*, key: ApiKey, actor=None, reason: str = "") -> ApiKey:
     return key
 
 
+def api_keys_revoke_in_team(*, team, user, actor=None) -> list[ApiKey]:
+    """The person left ``team``: revoke their API keys in its grants at once; returns the keys
+    revoked now. The caller holds the membership row's lock (``membership_delete``)."""
+    reason = f"{user.get_username()} left team {team.name}"
+    keys = list(
+        ApiKey.objects.filter(owner=user, grant__team=team, revoked_at__isnull=True)
+        .select_related("grant", "owner")
+        .order_by("pk")
+    )
+    for key in keys:
+        api_key_revoke(key=key, actor=actor, reason=reason)
+    return keys
+
+
 def _forget_live(kind: str, keys) -> None:
     """Drop the cache entries of the keys in ``keys`` that still work."""
     for prefix in keys.filter(revoked_at__isnull=True).values_list("lookup_prefix", flat=True):

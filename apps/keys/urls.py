@@ -4,12 +4,12 @@ from django.urls import path
 
 from apps.keys import views
 
+# A key's own page is in apps.consumption (consumption:api_key), at /keys/<id>/.
 app_name = "keys"
 urlpatterns = [
     path("", views.api_key_list, name="list"),
     path("archived/", views.api_key_archived_list, name="archived"),
     path("new/", views.api_key_create_view, name="create"),
-    path("<uuid:public_id>/", views.api_key_detail, name="detail"),
     path("<uuid:public_id>/created/", views.api_key_created, name="created"),
     path("<uuid:public_id>/limits/", views.api_key_change_limits_view, name="change_limits"),
     path("<uuid:public_id>/revoke/", views.api_key_revoke_view, name="revoke"),

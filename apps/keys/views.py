@@ -1,5 +1,6 @@
 """HTML pages of API keys and management keys. A person only ever reaches their own keys:
-anyone else's key by URL is a 404 (``apps.teams.access``)."""
+anyone else's key by URL is a 404 (``apps.keys.access``). A key's own page, with its limits
+and consumption, is in ``apps.consumption`` (``consumption:api_key``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.consumption.pages import key_consumption
-from apps.consumption.periods import period_from
-from apps.consumption.tables import table_csv_response
 from apps.core.exceptions import ApplicationError
+from apps.keys.access import api_key_for_owner, management_key_for_owner
 from apps.keys.forms import ApiKeyCreateForm, ApiKeyLimitsForm, ManagementKeyCreateForm
 from apps.keys.handover import secret_forget, secret_hand_over, secret_take
 from apps.keys.selectors import api_keys_for_owner, management_keys_for_owner
@@ -24,7 +23,6 @@ from apps.keys.services import (
     management_key_create,
     management_key_revoke,
 )
-from apps.teams.access import api_key_for_owner, management_key_for_owner
 
 SHOWN_ONCE = "The secret was shown once, when the key was created, and can not be shown again."
 
@@ -73,21 +71,11 @@ def api_key_created(request, public_id):
     secret = secret_take(request, public_id=key.public_id)
     if secret is None:
         messages.info(request, SHOWN_ONCE)
-        response = redirect("keys:detail", key.public_id)
+        response = redirect("consumption:api_key", key.public_id)
     else:
         context = {"key": key, "secret": secret, "kind": "API key", "next": "keys:list"}
         response = render(request, "keys/secret_created.html", context)
     return secret_forget(response, path=request.path)
-
-
-@login_required
-@require_GET
-def api_key_detail(request, public_id):
-    key = api_key_for_owner(user=request.user, public_id=public_id)
-    consumption = key_consumption(key=key, period=period_from(request))
-    csv = table_csv_response(request, consumption.tables, prefix=f"key-{key.name}")
-    context = {"key": key, **consumption.context, "tables": consumption.tables}
-    return csv or render(request, "keys/api_key_detail.html", context)
 
 
 @login_required
@@ -103,7 +91,7 @@ def api_key_change_limits_view(request, public_id):
             form_error(form, exc)
         else:
             messages.success(request, f"New limits for {key.name} apply from the next request.")
-            return redirect("keys:detail", key.public_id)
+            return redirect("consumption:api_key", key.public_id)
     return render(request, "keys/api_key_limits.html", {"key": key, "form": form})
 
 
@@ -123,7 +111,7 @@ def api_key_revoke_view(request, public_id):
             key,
             action="Revoke",
             explanation=explanation,
-            cancel_url=reverse("keys:detail", args=[key.public_id]),
+            cancel_url=reverse("consumption:api_key", args=[key.public_id]),
         )
     api_key_revoke(key=key, actor=request.user)
     messages.success(request, f"API key {key.name} is revoked.")
@@ -144,7 +132,7 @@ def api_key_archive_view(request, public_id):
             key,
             action="Archive",
             explanation=explanation,
-            cancel_url=reverse("keys:detail", args=[key.public_id]),
+            cancel_url=reverse("consumption:api_key", args=[key.public_id]),
         )
     api_key_archive(key=key, actor=request.user)
     messages.success(request, f"API key {key.name} is archived and revoked.")

@@ -1,18 +1,19 @@
 """Grant admins set members' monthly limits: for one member, or for all members at once.
 
-Both write through ``apps.usage.services.member_limit_set``, so there is one limit per member
-and whichever change came last counts, in either order. Each member's old and new value is
-kept in ``MemberLimitChange`` and each action is one audit log entry.
+Both write through ``member_limit_set``, so there is one limit per member and whichever change
+came last counts, in either order. Each member's old and new value is kept in
+``MemberLimitChange`` and each action is one audit log entry.
 
 The collective limit is also kept on the grant, so people who join the team later get it
-(``member_limit_apply_collective``, called when a membership is created) — unless their own
-limit in the grant was set after it (someone who left and came back).
+(``member_limits_apply_collective``, on ``apps.teams.signals.member_joined``) — unless their
+own limit in the grant was set after it (someone who left and came back).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,15 +21,36 @@ from apps.audit.models import AuditAction
 from apps.audit.services import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.grants.models import Grant
-from apps.limits.models import LimitScope, MemberLimitChange
+from apps.limits.models import LimitScope, MemberLimit, MemberLimitChange
 from apps.teams.models import Membership
-from apps.usage.models import MemberLimit
-from apps.usage.services import member_limit_set
 
 
 def _check(monthly_limit: Decimal | None) -> None:
     if monthly_limit is not None and (not monthly_limit.is_finite() or monthly_limit < 0):
         raise ApplicationError("A monthly limit is 0 or more credits.", param="monthly_limit")
+
+
+def member_limit_set(
+    *, grant: Grant, user, monthly_limit: Decimal | None, changed_by
+) -> MemberLimit:
+    """Set (or with None, lift) a member's monthly credit limit in a grant. Who may do it is
+    the caller's access check; this refuses people outside the grant's team."""
+    if not Membership.objects.filter(team_id=grant.team_id, user=user).exists():
+        raise ApplicationError(f"{user} is not a member of {grant}'s team.", param="user")
+    with transaction.atomic():
+        member_limit, _ = MemberLimit.objects.select_for_update().get_or_create(
+            grant=grant, user=user
+        )
+        member_limit.monthly_limit = monthly_limit
+        member_limit.changed_by = changed_by
+        member_limit.changed_at = timezone.now()
+        try:
+            member_limit.full_clean()
+        except ValidationError as exc:
+            message = " ".join(exc.message_dict.get("monthly_limit", exc.messages))
+            raise ApplicationError(message, param="monthly_limit") from None
+        member_limit.save()
+    return member_limit
 
 
 def _set_one(*, grant, user, monthly_limit, changed_by, scope: str, now) -> MemberLimitChange:
@@ -112,6 +134,15 @@ def member_limits_change_all(
             after={"monthly_limit": monthly_limit},
         )
     return changes
+
+
+def member_limits_apply_collective(*, team, user, changed_by=None) -> None:
+    """Give a person who has just joined ``team`` the collective limit of each of its grants
+    (``member_limit_apply_collective``), inside the membership's transaction."""
+    # Locked in a fixed order: a collective limit set meanwhile either sees the new
+    # membership or is read here (member_limits_change_all locks the grant too).
+    for grant in Grant.objects.select_for_update().filter(team=team).order_by("pk"):
+        member_limit_apply_collective(grant=grant, user=user, changed_by=changed_by)
 
 
 def member_limit_apply_collective(

@@ -9,11 +9,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.core.exceptions import ApplicationError
+from apps.core.formats import format_credits
 from apps.limits.forms import MemberLimitForm
 from apps.limits.selectors import member_limit_current
 from apps.limits.services import member_limit_change, member_limits_change_all
 from apps.teams.access import grant_for_manager, grant_member
-from apps.usage.exceptions import format_credits
 
 
 def _said(limit) -> str:
@@ -42,7 +42,7 @@ def member_limit_change_view(request, public_id, user_public_id):
             messages.success(
                 request, f"{member.get_username()}'s monthly limit is now {_said(change.after)}."
             )
-            return redirect("grants:detail", grant.public_id)
+            return redirect("consumption:grant", grant.public_id)
     return _form_page(request, form, grant=grant, member=member)
 
 
@@ -65,5 +65,5 @@ def member_limits_change_all_view(request, public_id):
             messages.success(
                 request, f"The monthly limit of all {len(changes)} members is now {_said(limit)}."
             )
-            return redirect("grants:detail", grant.public_id)
+            return redirect("consumption:grant", grant.public_id)
     return _form_page(request, form, grant=grant, member=None)

@@ -11,10 +11,11 @@ from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from apps.grants.models import Grant
+from apps.limits.models import MemberLimit
 from apps.notifications.models import NotificationKind
 from apps.notifications.services import Subject, notification_send
 from apps.teams.models import Membership, Role
-from apps.usage.models import MemberLimit, MemberMonthCounter
+from apps.usage.models import MemberMonthCounter
 from apps.usage.periods import period_for
 
 THRESHOLDS = (80, 100)  # percent

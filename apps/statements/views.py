@@ -5,6 +5,7 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from apps.statements.access import statement_for_viewer
 from apps.statements.exports import (
     credits_text,
     statement_csv,
@@ -12,7 +13,7 @@ from apps.statements.exports import (
     statement_filename,
 )
 from apps.statements.selectors import statement_lines, statements_visible
-from apps.teams.access import grant_for_member, statement_for_viewer
+from apps.teams.access import grant_for_member
 
 
 @login_required

@@ -1,7 +1,9 @@
 """The one place that decides who may see and do what in a team's scope.
 
 Outsiders get 404 (a grant's existence is not leaked); a member without the needed role
-gets 403. Views call these helpers and never query memberships themselves.
+gets 403. Views call these helpers and never query memberships themselves. The apps above
+teams build their own rules on these: a key's owner (``apps.keys.access``), a statement's
+readers (``apps.statements.access``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from apps.grants.models import Grant
-from apps.keys.models import ApiKey, ManagementKey
-from apps.statements.models import Statement, StatementKind
 from apps.teams.models import Membership
 
 
@@ -53,21 +53,6 @@ def grant_for_member_by_reference(*, user, reference: str) -> Grant:
     return grant
 
 
-def api_key_for_owner(*, user, public_id) -> ApiKey:
-    """One of the user's own API keys; anyone else's (even a teammate's) is a 404."""
-    key = ApiKey.objects.select_related("grant").filter(public_id=public_id).first()
-    if key is None or not user.is_authenticated or key.owner_id != user.pk:
-        raise Http404("No such API key.")
-    return key
-
-
-def management_key_for_owner(*, user, public_id) -> ManagementKey:
-    key = ManagementKey.objects.filter(public_id=public_id).first()
-    if key is None or not user.is_authenticated or key.owner_id != user.pk:
-        raise Http404("No such management key.")
-    return key
-
-
 def grant_for_auditor(*, user, public_id) -> Grant:
     """A grant whose audit log the user may read: staff read every grant's; otherwise as
     ``grant_for_manager`` (404 to outsiders, 403 to plain members)."""
@@ -96,24 +81,3 @@ def grant_member(*, grant: Grant, user_public_id) -> Membership:
     if membership is None:
         raise Http404("No such member.")
     return membership
-
-
-def statement_for_viewer(*, user, public_id) -> Statement:
-    """A monthly statement: the grant's managers read all of the grant's; a member reads their
-    own member and key statements, gets 403 for the grant's own statement and 404 for another
-    member's (as for another member's key). Outsiders get 404."""
-    statement = (
-        Statement.objects.select_related("grant__team", "user", "api_key")
-        .filter(public_id=public_id)
-        .first()
-    )
-    membership = membership_for(user=user, team=statement.grant.team) if statement else None
-    if membership is None:
-        raise Http404("No such statement.")
-    if membership.can_manage_members:
-        return statement
-    if statement.kind == StatementKind.GRANT:
-        raise PermissionDenied("Only the team's managers can read the grant's statement.")
-    if statement.user_id != user.pk:
-        raise Http404("No such statement.")
-    return statement

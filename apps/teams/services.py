@@ -1,10 +1,12 @@
 """Writes of team memberships. Every way people join or leave a team (the Django admin,
-``seed_demo``) goes through here, because both change more than the membership row:
+``seed_demo``) goes through here, because both change more than the membership row. The apps
+above teams do their part on the signals of ``apps.teams.signals``, in the same transaction:
 
 - joining gives the newcomer the collective monthly limit of each of the team's grants
-  (``apps.limits.services.member_limit_apply_collective``);
+  (``apps.limits.services.member_limits_apply_collective``);
 - leaving revokes the person's API keys in the team's grants at once (their cache entries
-  become tombstones, each revocation is in the grant's audit log).
+  become tombstones, each revocation is in the grant's audit log;
+  ``apps.keys.services.api_keys_revoke_in_team``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,8 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from apps.core.exceptions import ApplicationError, Conflict
-from apps.grants.models import Grant
-from apps.keys.models import ApiKey
-from apps.keys.services import api_key_revoke
-from apps.limits.services import member_limit_apply_collective
 from apps.teams.models import Membership, Role, Team
+from apps.teams.signals import member_joined, member_leaving
 
 
 def _check_role(role: str) -> None:
@@ -31,10 +30,7 @@ def membership_create(*, team: Team, user, role: str = Role.MEMBER, actor=None) 
     try:
         with transaction.atomic():
             membership.save(force_insert=True)
-            # Locked in a fixed order: a collective limit set meanwhile either sees this
-            # membership or is read here (member_limits_change_all locks the grant too).
-            for grant in Grant.objects.select_for_update().filter(team=team).order_by("pk"):
-                member_limit_apply_collective(grant=grant, user=user, changed_by=actor)
+            member_joined.send(sender=Membership, membership=membership, actor=actor)
     except IntegrityError:
         raise Conflict(f"{user} is already in team {team}.", param="user") from None
     return membership
@@ -47,22 +43,13 @@ def membership_role_change(*, membership: Membership, role: str) -> Membership:
     return membership
 
 
-def membership_delete(*, membership: Membership, actor=None) -> list[ApiKey]:
-    """Remove the person from the team and revoke their API keys in the team's grants; returns
-    the keys revoked now."""
-    team, user = membership.team, membership.user
-    reason = f"{user.get_username()} left team {team.name}"
+def membership_delete(*, membership: Membership, actor=None) -> None:
+    """Remove the person from the team; the receivers of ``member_leaving`` revoke their API
+    keys in the team's grants in the same transaction."""
     with transaction.atomic():
         # The membership row's lock orders this against a key being created for the person
-        # (api_key_create locks it too): that key is either seen here or refused there.
+        # (api_key_create locks it too): that key is either seen by the receivers or refused.
         locked = Membership.objects.select_for_update().filter(pk=membership.pk).first()
-        keys = list(
-            ApiKey.objects.filter(owner=user, grant__team=team, revoked_at__isnull=True)
-            .select_related("grant", "owner")
-            .order_by("pk")
-        )
-        for key in keys:
-            api_key_revoke(key=key, actor=actor, reason=reason)
+        member_leaving.send(sender=Membership, membership=membership, actor=actor)
         if locked is not None:
             locked.delete()
-    return keys

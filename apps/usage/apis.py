@@ -7,9 +7,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.authentication import ApiKeyAuthentication
-from apps.api.permissions import HasApiKey
 from apps.api.serializers import ErrorOutput, credit_field
+from apps.keys.authentication import ApiKeyAuthentication
+from apps.keys.permissions import HasApiKey
 from apps.usage.exceptions import Limit
 from apps.usage.selectors import BudgetStatus, budget_status
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db import models
 
 from apps.core.exceptions import ApplicationError
+from apps.core.formats import format_credits
 
 
 class Limit(models.TextChoices):
@@ -16,12 +17,6 @@ class Limit(models.TextChoices):
     KEY_TOTAL = "key_total", "The key's total credit limit is reached"
     KEY_MONTHLY = "key_monthly", "The key's monthly credit limit is reached"
     MEMBER_MONTHLY = "member_monthly", "Your monthly credit limit in this grant is reached"
-
-
-def format_credits(value: Decimal) -> str:
-    """0.420000 → "0.42", 100.000000 → "100": credits as people read them."""
-    text = f"{value:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class QuotaExceeded(ApplicationError):

@@ -47,16 +47,10 @@ from django.utils import timezone
 from apps.core.aio import keep
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.models import MemberLimit
 from apps.usage.credits import CREDIT_QUANTUM, affordable_completion_tokens, credits_for
 from apps.usage.exceptions import Limit, QuotaExceeded
-from apps.usage.models import (
-    Hold,
-    KeyMonthCounter,
-    LedgerEntry,
-    MemberLimit,
-    MemberMonthCounter,
-    Outcome,
-)
+from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
 from apps.usage.periods import period_for
 from apps.usage.selectors import BudgetStatus, budget_status
 

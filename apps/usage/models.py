@@ -1,12 +1,12 @@
-"""Credit accounting: period-keyed counters, live holds, the append-only ledger and members'
-monthly limits.
+"""Credit accounting: period-keyed counters, live holds and the append-only ledger.
 
 Four budgets limit a request (SPEC § Credits and limits): the grant pool
 (``Grant.credits_allocated``), the key's total limit (``ApiKey.total_limit``), the key's monthly
 limit (``ApiKey.monthly_limit`` against ``KeyMonthCounter``) and the member's monthly limit in the
-grant (``MemberLimit`` against ``MemberMonthCounter``). Every budget has a ``used`` and a ``held``
-counter; they change only through ``apps.usage.services`` by conditional UPDATEs, and
-``counters_reconcile`` can recompute all of them from ``LedgerEntry`` and ``Hold`` rows.
+grant (``apps.limits.models.MemberLimit`` against ``MemberMonthCounter``). Every budget has a
+``used`` and a ``held`` counter; they change only through ``apps.usage.services`` by
+conditional UPDATEs, and ``counters_reconcile`` can recompute all of them from ``LedgerEntry``
+and ``Hold`` rows.
 
 A period is a calendar month in ``settings.TIME_ZONE`` written "YYYY-MM"; a new month simply has
 no counter row yet, so nothing needs resetting.
@@ -15,7 +15,7 @@ no counter row yet, so nothing needs resetting.
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -57,7 +57,8 @@ class KeyMonthCounter(models.Model):
 
 
 class MemberMonthCounter(models.Model):
-    """What a member used and holds in one grant in one month; its limit is ``MemberLimit``."""
+    """What a member used and holds in one grant in one month; its limit is
+    ``apps.limits.models.MemberLimit``."""
 
     grant = models.ForeignKey(Grant, models.CASCADE, related_name="member_month_counters")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
@@ -76,34 +77,6 @@ class MemberMonthCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.grant_id} {self.period}: {self.used} used"
-
-
-class MemberLimit(models.Model):
-    """A member's monthly credit limit in one grant; no row or a null limit means no limit."""
-
-    grant = models.ForeignKey(Grant, models.CASCADE, related_name="member_limits")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
-    monthly_limit = models.DecimalField(
-        **CREDIT_DIGITS, null=True, blank=True, validators=[MinValueValidator(0)]
-    )
-    changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    changed_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["grant", "user"], name="usage_memberlimit_unique_member_per_grant"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(monthly_limit__isnull=True) | models.Q(monthly_limit__gte=0),
-                name="usage_memberlimit_limit_not_negative",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} in {self.grant_id}: {self.monthly_limit}"
 
 
 class Outcome(models.TextChoices):

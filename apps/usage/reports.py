@@ -32,9 +32,10 @@ from django.db.models.functions import TruncDate
 from apps.catalog.models import CatalogModel
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.models import MemberLimit
 from apps.teams.models import Membership
 from apps.usage.credits import CREDIT_QUANTUM
-from apps.usage.models import LedgerEntry, MemberLimit, UsageBucket
+from apps.usage.models import LedgerEntry, UsageBucket
 
 ZERO = Decimal(0)
 Granularity = Literal["day", "month"]

@@ -8,8 +8,11 @@ from decimal import Decimal
 from django.db import connection
 
 from apps.core.exceptions import NotFound
+from apps.grants.selectors import grants_for_user
+from apps.limits.models import MemberLimit
 from apps.usage.credits import CREDIT_QUANTUM
 from apps.usage.exceptions import Limit
+from apps.usage.models import MemberMonthCounter
 from apps.usage.periods import period_for
 
 ZERO = Decimal(0)
@@ -116,3 +119,41 @@ def _credits(value) -> Decimal | None:
     if value is None or isinstance(value, Decimal):
         return value
     return Decimal(str(value)).quantize(CREDIT_QUANTUM)
+
+
+@dataclass(frozen=True)
+class MemberBudget:
+    grant: object
+    used: Decimal
+    held: Decimal
+    limit: Decimal | None
+
+    @property
+    def left(self) -> Decimal | None:
+        return None if self.limit is None else max(self.limit - self.used - self.held, ZERO)
+
+
+def member_budgets_for_user(*, user, period: str) -> list[MemberBudget]:
+    """For each grant of the user's teams: what the user used and holds in ``period`` and
+    their monthly limit there (None: no limit)."""
+    grants = list(grants_for_user(user=user))
+    limits = dict(
+        MemberLimit.objects.filter(user=user, grant__in=grants).values_list(
+            "grant_id", "monthly_limit"
+        )
+    )
+    counters = {
+        row["grant_id"]: row
+        for row in MemberMonthCounter.objects.filter(
+            user=user, grant__in=grants, period=period
+        ).values("grant_id", "used", "held")
+    }
+    return [
+        MemberBudget(
+            grant=grant,
+            used=counters.get(grant.pk, {}).get("used", ZERO),
+            held=counters.get(grant.pk, {}).get("held", ZERO),
+            limit=limits.get(grant.pk),
+        )
+        for grant in grants
+    ]

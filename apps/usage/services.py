@@ -1,5 +1,5 @@
 """Writes of the accounting: place a hold before a request, settle it after, sweep the holds of
-crashed processes, set members' monthly limits.
+crashed processes.
 
 Holds
     ``hold_place`` reserves the largest cost a request can have against all four budgets — grant
@@ -54,16 +54,12 @@ import logging
 from decimal import Decimal
 from typing import Protocol
 
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import CatalogModel
-from apps.core.exceptions import ApplicationError
-from apps.grants.models import Grant
-from apps.teams.models import Membership
 from apps.usage import steps
-from apps.usage.models import Hold, LedgerEntry, MemberLimit, Outcome
+from apps.usage.models import Hold, LedgerEntry, Outcome
 from apps.usage.periods import period_for
 
 logger = logging.getLogger(__name__)
@@ -269,26 +265,3 @@ def _expire(*, hold_id: int, now: dt.datetime) -> steps.Sequence:
 def _hold_expire(*, hold_id: int, now: dt.datetime) -> int:
     with transaction.atomic():
         return _run(_expire(hold_id=hold_id, now=now))
-
-
-def member_limit_set(
-    *, grant: Grant, user, monthly_limit: Decimal | None, changed_by
-) -> MemberLimit:
-    """Set (or with None, lift) a member's monthly credit limit in a grant. Who may do it is
-    the caller's access check; this refuses people outside the grant's team."""
-    if not Membership.objects.filter(team_id=grant.team_id, user=user).exists():
-        raise ApplicationError(f"{user} is not a member of {grant}'s team.", param="user")
-    with transaction.atomic():
-        member_limit, _ = MemberLimit.objects.select_for_update().get_or_create(
-            grant=grant, user=user
-        )
-        member_limit.monthly_limit = monthly_limit
-        member_limit.changed_by = changed_by
-        member_limit.changed_at = timezone.now()
-        try:
-            member_limit.full_clean()
-        except ValidationError as exc:
-            message = " ".join(exc.message_dict.get("monthly_limit", exc.messages))
-            raise ApplicationError(message, param="monthly_limit") from None
-        member_limit.save()
-    return member_limit

@@ -8,9 +8,9 @@ import io
 
 import pytest
 
-from apps.core.testing import PASSWORD
 from apps.keys.services import api_key_create
 from apps.usage.services import hold_place, hold_settle
+from tests.world import PASSWORD
 
 pytestmark = pytest.mark.browser
 

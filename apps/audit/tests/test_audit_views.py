@@ -10,11 +10,11 @@ from django.urls import reverse
 
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_record
-from apps.consumption.testing import csv_rows, html_table
-from apps.core.testing import make_user
 from apps.grants.models import Grant
 from apps.limits.services import member_limit_change
 from apps.teams.models import Membership, Role, Team
+from tests.tables import csv_rows, html_table
+from tests.world import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditAction, AuditEntry
 from apps.grants.models import Grant
+from apps.limits.models import MemberLimit
 from apps.limits.services import member_limit_change
-from apps.usage.models import MemberLimit
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +126,7 @@ def test_it_records_the_pool_of_a_new_grant(client, world, operator):
 def test_it_records_a_member_limit_set_by_staff_in_the_admin(client, world, operator):
     client.force_login(operator)
     client.post(
-        reverse("admin:usage_memberlimit_add"),
+        reverse("admin:limits_memberlimit_add"),
         {"grant": world.grant.pk, "user": world.bob.pk, "monthly_limit": "12.5"},
     )
     entry = only_entry()
@@ -158,8 +158,9 @@ def test_it_lifts_a_member_limit_in_the_admin_only_by_saving_it_empty(client, wo
     )
     limit = MemberLimit.objects.get()
     client.force_login(operator)
-    assert client.get(reverse("admin:usage_memberlimit_delete", args=[limit.pk])).status_code == 403
-    client.post(reverse("admin:usage_memberlimit_change", args=[limit.pk]), {"monthly_limit": ""})
+    delete = reverse("admin:limits_memberlimit_delete", args=[limit.pk])
+    assert client.get(delete).status_code == 403
+    client.post(reverse("admin:limits_memberlimit_change", args=[limit.pk]), {"monthly_limit": ""})
     assert MemberLimit.objects.get().monthly_limit is None
     last = AuditEntry.objects.order_by("-pk").first()
     assert (last.actor, last.before, last.after) == (

@@ -11,9 +11,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.consumption.testing import chart_data, csv_rows, html_table, make_key, spend
 from apps.limits.services import member_limit_change
 from apps.usage.periods import period_for
+from tests.spending import make_key, spend
+from tests.tables import chart_data, csv_rows, html_table
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def spent(world):
 
 
 def url(world) -> str:
-    return reverse("grants:detail", args=[world.grant.public_id])
+    return reverse("consumption:grant", args=[world.grant.public_id])
 
 
 def test_it_shows_the_manager_every_members_consumption_and_limit(client, spent):
@@ -153,7 +154,7 @@ def test_it_answers_an_outsider_with_404_for_the_page_and_every_csv(client, spen
     assert client.get(url(spent)).status_code == 404
     for name in TABLES:
         assert client.get(url(spent), {"format": "csv", "table": name}).status_code == 404
-    missing = reverse("grants:detail", args=[uuid.uuid4()])
+    missing = reverse("consumption:grant", args=[uuid.uuid4()])
     assert client.get(missing, {"format": "csv", "table": "members"}).status_code == 404
 
 

@@ -7,11 +7,12 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from apps.consumption.testing import csv_rows, html_table, make_key, spend
 from apps.keys.services import api_key_create
 from apps.limits.services import member_limit_change, member_limits_change_all
 from apps.usage.models import KeyMonthCounter, MemberMonthCounter
 from apps.usage.periods import period_for
+from tests.spending import make_key, spend
+from tests.tables import csv_rows, html_table
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,7 @@ def bob_key(world):
 
 
 def url(key) -> str:
-    return reverse("keys:detail", args=[key.public_id])
+    return reverse("consumption:api_key", args=[key.public_id])
 
 
 def limits(client, key) -> dict[str, list[str]]:

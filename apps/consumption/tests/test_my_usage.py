@@ -7,10 +7,11 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from apps.consumption.testing import csv_rows, html_table, make_key, spend
 from apps.limits.services import member_limit_change
 from apps.usage.models import MemberMonthCounter
 from apps.usage.periods import period_for
+from tests.spending import make_key, spend
+from tests.tables import csv_rows, html_table
 
 pytestmark = pytest.mark.django_db
 

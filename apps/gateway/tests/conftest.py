@@ -11,10 +11,10 @@ import openai
 import pytest
 
 from apps.catalog.models import CatalogModel, Kind
-from apps.core.testing import World
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create
 from devbackend.testing import start_devbackend, stop_devbackend
+from tests.world import World
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ import asyncio
 
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.gateway.admission import _hold_and_slot
 from apps.gateway.slots import slots_close
 from apps.gateway.tests.test_slots import make_setup, slot, slot_stats
 from apps.keys.services import api_key_create
 from apps.usage import ledger
 from apps.usage.models import Hold, LedgerEntry, Outcome
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from django.db.models import Sum
 
-from apps.core.testing import wait_for_settlements
 from apps.gateway.errors import GatewayError
 from apps.gateway.tests.malformed import KNOWN_BAD, generated, valid_body
 from apps.gateway.tests.test_parsing_fuzz import parse
 from apps.grants.models import Grant
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter
+from tests.world import wait_for_settlements
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 ERROR_KEYS = {"message", "type", "param", "code"}

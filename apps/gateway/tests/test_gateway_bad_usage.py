@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.usage.models import Hold, LedgerEntry, Outcome
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,13 +11,13 @@ import openai
 import pytest
 from asgiref.sync import async_to_sync
 
-from apps.core.testing import wait_for_settlements
 from apps.gateway import views
 from apps.gateway.slots import slot_stats
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits
 from apps.usage.credits import credits_for
 from apps.usage.models import Hold, LedgerEntry, Outcome
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,12 +12,12 @@ import openai
 import pytest
 from asgiref.sync import async_to_sync
 
-from apps.core.testing import wait_for_settlements
 from apps.gateway.slots import slot_stats
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits, api_key_create
 from apps.usage.models import Hold, LedgerEntry, Outcome
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

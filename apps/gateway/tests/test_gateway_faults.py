@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.grants.models import Grant
 from apps.usage.models import Hold, LedgerEntry
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,6 @@ import pytest
 
 from apps.catalog.models import Backend, CatalogModel
 from apps.catalog.services import catalog_load, catalog_parse
-from apps.core.testing import wait_for_settlements
 from apps.keys.services import api_key_create
 from apps.usage.credits import credits_for
 from apps.usage.models import LedgerEntry
@@ -27,6 +26,7 @@ from tests.llama import (
     start_llama_server,
     stop_llama_server,
 )
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

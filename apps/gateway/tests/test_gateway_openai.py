@@ -10,9 +10,9 @@ import httpx
 import openai
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.usage.credits import credits_for
 from apps.usage.models import LedgerEntry
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

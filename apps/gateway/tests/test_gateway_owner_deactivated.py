@@ -12,9 +12,9 @@ import httpx
 import openai
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.keys.models import ApiKey
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

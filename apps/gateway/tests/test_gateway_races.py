@@ -9,12 +9,12 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits
+from apps.limits.services import member_limit_set
 from apps.usage.models import LedgerEntry, MemberMonthCounter
-from apps.usage.services import member_limit_set
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,10 +13,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from apps.core.testing import wait_for_settlements
 from apps.usage import ledger, pg
 from apps.usage.models import Hold, LedgerEntry
 from tests.waiting import eventually
+from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

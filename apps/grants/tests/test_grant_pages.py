@@ -28,7 +28,7 @@ def test_it_shows_no_tiles_to_an_outsider(client, world):
 
 def test_it_shows_the_grant_page_to_members(client, world):
     client.force_login(world.bob)
-    response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    response = client.get(reverse("consumption:grant", args=[world.grant.public_id]))
     assert response.status_code == 200
     body = response.content.decode()
     assert "chat-small" in body and "embed-small" not in body
@@ -38,18 +38,18 @@ def test_it_shows_the_grant_page_to_members(client, world):
 
 def test_it_returns_404_to_an_outsider_guessing_the_url(client, world):
     client.force_login(world.charlie)
-    response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    response = client.get(reverse("consumption:grant", args=[world.grant.public_id]))
     assert response.status_code == 404
 
 
 def test_it_returns_the_same_404_for_a_grant_that_does_not_exist(client, world):
     client.force_login(world.charlie)
-    response = client.get(reverse("grants:detail", args=[uuid.uuid4()]))
+    response = client.get(reverse("consumption:grant", args=[uuid.uuid4()]))
     assert response.status_code == 404
 
 
 def test_it_sends_anonymous_visitors_to_sign_in(client, world):
-    response = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    response = client.get(reverse("consumption:grant", args=[world.grant.public_id]))
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
 
@@ -72,6 +72,6 @@ def test_it_offers_no_new_keys_for_a_grant_that_has_ended(client, world):
     client.force_login(world.bob)
     tiles = client.get(reverse("grants:list")).content.decode()
     assert "alice-grant" in tiles and "Generate API key" not in tiles and "ended" in tiles
-    detail = client.get(reverse("grants:detail", args=[world.grant.public_id])).content.decode()
+    detail = client.get(reverse("consumption:grant", args=[world.grant.public_id])).content.decode()
     assert 'data-testid="generate-key"' not in detail
     assert 'data-testid="no-new-keys"' in detail

@@ -81,7 +81,7 @@ def test_it_tells_an_outsider_there_is_no_grant_to_use(client, world):
 
 def test_it_preselects_the_grant_from_its_page(client, world):
     client.force_login(world.alice)
-    grant_page = client.get(reverse("grants:detail", args=[world.grant.public_id]))
+    grant_page = client.get(reverse("consumption:grant", args=[world.grant.public_id]))
     assert b"Generate API key" in grant_page.content
     response = client.get(reverse("keys:create"), {"grant": world.grant.public_id})
     assert response.context["form"]["grant"].value() == str(world.grant.public_id)
@@ -148,7 +148,7 @@ def test_it_refuses_negative_limits_on_the_form(client, world):
 def test_it_shows_a_key_page_without_the_secret(client, world, alice_key):
     key, secret = alice_key
     client.force_login(world.alice)
-    body = client.get(reverse("keys:detail", args=[key.public_id])).content.decode()
+    body = client.get(reverse("consumption:api_key", args=[key.public_id])).content.decode()
     assert "alice-key" in body and key.display_prefix in body and secret not in body
 
 
@@ -208,7 +208,7 @@ def test_it_needs_csrf_for_actions(world, alice_key):
     assert ApiKey.objects.get(pk=key.pk).revoked_at is None
 
 
-URLS = ["keys:detail", "keys:created", "keys:change_limits", "keys:revoke", "keys:archive"]
+URLS = ["consumption:api_key", "keys:created", "keys:change_limits", "keys:revoke", "keys:archive"]
 
 
 @pytest.mark.parametrize("url", URLS)
@@ -218,7 +218,7 @@ def test_it_hides_alices_keys_from_others(client, world, alice_key, url, usernam
     client.force_login(getattr(world, username))
     path = reverse(url, args=[key.public_id])
     assert client.get(path).status_code == 404
-    if url not in {"keys:detail", "keys:created"}:
+    if url not in {"consumption:api_key", "keys:created"}:
         data = {"monthly_limit": "1", "total_limit": "1"}
         assert client.post(path, data).status_code == 404
     unchanged = ApiKey.objects.get(pk=key.pk)
@@ -231,7 +231,7 @@ def test_it_hides_alices_keys_from_others(client, world, alice_key, url, usernam
 
 def test_it_answers_404_for_a_key_that_does_not_exist(client, world):
     client.force_login(world.alice)
-    assert client.get(reverse("keys:detail", args=[uuid.uuid4()])).status_code == 404
+    assert client.get(reverse("consumption:api_key", args=[uuid.uuid4()])).status_code == 404
 
 
 def test_it_sends_anonymous_visitors_to_sign_in(client, world, alice_key):

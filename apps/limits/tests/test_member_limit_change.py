@@ -8,9 +8,8 @@ import pytest
 
 from apps.audit.models import AuditAction, AuditEntry
 from apps.core.exceptions import ApplicationError
-from apps.limits.models import LimitScope, MemberLimitChange
+from apps.limits.models import LimitScope, MemberLimit, MemberLimitChange
 from apps.limits.services import member_limit_change, member_limits_change_all
-from apps.usage.models import MemberLimit
 
 pytestmark = pytest.mark.django_db
 

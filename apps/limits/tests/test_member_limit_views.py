@@ -9,8 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.limits.models import MemberLimitChange
-from apps.usage.models import MemberLimit
+from apps.limits.models import MemberLimit, MemberLimitChange
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +31,7 @@ def test_it_changes_one_members_limit(client, world):
     client.force_login(world.alice)
     response = client.post(one_url(world), {"monthly_limit": "12.5"})
     assert response.status_code == 302
-    assert response["Location"] == reverse("grants:detail", args=[world.grant.public_id])
+    assert response["Location"] == reverse("consumption:grant", args=[world.grant.public_id])
     assert limit_of(world, world.bob) == Decimal("12.5")
     assert not MemberLimit.objects.filter(user=world.alice).exists()
     page = client.get(response["Location"]).content.decode()

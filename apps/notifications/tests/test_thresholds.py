@@ -11,11 +11,11 @@ import pytest
 from django.db import connection
 
 from apps.grants.models import Grant
+from apps.limits.services import member_limit_set
 from apps.notifications.models import NotificationSent
 from apps.notifications.tasks import notify_grant_pools, notify_member_limits
 from apps.notifications.thresholds import grant_pools_notify, member_limits_notify
-from apps.statements.testing import local, spend_at
-from apps.usage.services import member_limit_set
+from tests.spending import local, spend_at
 
 pytestmark = pytest.mark.django_db
 

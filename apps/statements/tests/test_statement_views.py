@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from apps.statements.models import Statement, StatementKind
 from apps.statements.services import statements_close
-from apps.statements.testing import local, spend_at
+from tests.spending import local, spend_at
 
 pytestmark = pytest.mark.django_db
 
@@ -102,5 +102,5 @@ def test_it_keeps_names_from_becoming_spreadsheet_formulas(client, world, keys):
 
 def test_it_links_the_statements_from_the_grant_page(client, world):
     client.force_login(world.bob)
-    page = client.get(reverse("grants:detail", args=[world.grant.public_id])).content.decode()
+    page = client.get(reverse("consumption:grant", args=[world.grant.public_id])).content.decode()
     assert f"{reverse('statements:list')}?grant={world.grant.public_id}" in page

@@ -19,8 +19,8 @@ from apps.statements.services import (
     statements_close,
 )
 from apps.statements.tasks import close_previous_month
-from apps.statements.testing import hold_at, local, settle, spend_at
 from apps.usage.models import LedgerEntry
+from tests.spending import hold_at, local, settle, spend_at
 
 pytestmark = pytest.mark.django_db
 

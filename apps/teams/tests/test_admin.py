@@ -9,11 +9,11 @@ import pytest
 from django.urls import reverse
 
 from apps.accounts.models import User
-from apps.core.testing import make_user
 from apps.keys.auth import Refusal, api_key_authenticate
 from apps.keys.services import api_key_create
 from apps.limits.services import member_limits_change_all
 from apps.teams.models import Membership, Role
+from tests.world import make_user
 
 pytestmark = pytest.mark.django_db
 

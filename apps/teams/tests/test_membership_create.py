@@ -11,12 +11,12 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditAction, AuditEntry
 from apps.core.exceptions import Conflict
-from apps.core.testing import make_user
 from apps.keys.services import api_key_create
 from apps.limits.models import LimitScope, MemberLimitChange
 from apps.limits.services import member_limit_change, member_limits_change_all
 from apps.teams.models import Membership, Role
 from apps.teams.services import membership_create, membership_delete
+from tests.world import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +117,7 @@ def test_it_refuses_someone_already_in_the_team(world):
 
 def test_it_shows_the_collective_limit_on_the_grant_page(client, world):
     client.force_login(world.bob)
-    url = reverse("grants:detail", args=[world.grant.public_id])
+    url = reverse("consumption:grant", args=[world.grant.public_id])
     assert "not set" in page_part(client.get(url), "collective-limit")
     set_all(world, Decimal("12.5"))
     shown = page_part(client.get(url), "collective-limit")

@@ -13,12 +13,12 @@ from unittest import mock
 import pytest
 from django.db import connection, transaction
 
-from apps.core.testing import make_user
 from apps.keys import services as key_services
 from apps.keys.models import ApiKey
 from apps.limits.services import member_limits_change_all
 from apps.teams.models import Membership
 from apps.teams.services import membership_create, membership_delete
+from tests.world import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BLOCKED = 0.5  # seconds the second thread gets to run into the first one's lock

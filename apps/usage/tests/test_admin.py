@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from django.urls import reverse
 
-from apps.usage.models import MemberLimit, Outcome
+from apps.usage.models import Outcome
 from apps.usage.services import hold_settle
 from apps.usage.tests.conftest import place
 
@@ -20,9 +18,7 @@ def admin_client(client, world):
     return client
 
 
-@pytest.mark.parametrize(
-    "model", ["ledgerentry", "hold", "keymonthcounter", "membermonthcounter", "memberlimit"]
-)
+@pytest.mark.parametrize("model", ["ledgerentry", "hold", "keymonthcounter", "membermonthcounter"])
 def test_it_lists_the_accounting_in_the_admin(admin_client, world, key, model):
     hold = place(key, world)
     hold_settle(
@@ -36,25 +32,3 @@ def test_it_lists_the_accounting_in_the_admin(admin_client, world, key, model):
 
 def test_it_offers_no_way_to_edit_the_ledger(admin_client):
     assert admin_client.get(reverse("admin:usage_ledgerentry_add")).status_code == 403
-
-
-def test_it_sets_a_member_limit_recording_who_changed_it(admin_client, world):
-    response = admin_client.post(
-        reverse("admin:usage_memberlimit_add"),
-        {"grant": world.grant.pk, "user": world.bob.pk, "monthly_limit": "12.5"},
-    )
-    assert response.status_code == 302
-    limit = MemberLimit.objects.get()
-    assert (limit.user, limit.monthly_limit, limit.changed_by) == (
-        world.bob, Decimal("12.5"), world.alice,
-    )  # fmt: skip
-
-
-def test_it_refuses_a_member_limit_for_an_outsider(admin_client, world):
-    response = admin_client.post(
-        reverse("admin:usage_memberlimit_add"),
-        {"grant": world.grant.pk, "user": world.charlie.pk, "monthly_limit": "1"},
-    )
-    assert response.status_code == 200
-    assert b"not a member" in response.content
-    assert not MemberLimit.objects.exists()

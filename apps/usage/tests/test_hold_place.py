@@ -8,11 +8,12 @@ from apps.catalog.models import CatalogModel
 from apps.core.exceptions import NotFound
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.services import member_limit_set
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.models import Hold, KeyMonthCounter, MemberMonthCounter
 from apps.usage.periods import period_for
 from apps.usage.selectors import budget_status
-from apps.usage.services import hold_place, member_limit_set
+from apps.usage.services import hold_place
 from apps.usage.tests.conftest import REQUEST_COST, make_key, place
 
 pytestmark = pytest.mark.django_db

@@ -7,6 +7,7 @@ import pytest
 from apps.catalog.models import CatalogModel
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.services import member_limit_set
 from apps.usage.models import (
     Hold,
     KeyMonthCounter,
@@ -15,7 +16,7 @@ from apps.usage.models import (
     Outcome,
 )
 from apps.usage.periods import period_for
-from apps.usage.services import hold_place, hold_settle, member_limit_set
+from apps.usage.services import hold_place, hold_settle
 from apps.usage.tests.conftest import REQUEST_COST, make_key, place
 
 pytestmark = pytest.mark.django_db

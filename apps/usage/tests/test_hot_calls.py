@@ -19,13 +19,14 @@ from apps.catalog.models import CatalogModel
 from apps.core.exceptions import NotFound
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.services import member_limit_set
 from apps.usage import prepared
 from apps.usage.credits import credits_for
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.hot import ahold_place, ahold_settle
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
 from apps.usage.selectors import budget_status
-from apps.usage.services import hold_place, hold_settle_reported, holds_sweep, member_limit_set
+from apps.usage.services import hold_place, hold_settle_reported, holds_sweep
 from apps.usage.steps import settled_status
 from apps.usage.tests.conftest import make_key
 

@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.services import member_limit_set
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
 from apps.usage.periods import period_for
 from apps.usage.reconcile import counters_reconcile
-from apps.usage.services import hold_settle, holds_sweep, member_limit_set
+from apps.usage.services import hold_settle, holds_sweep
 from apps.usage.tests.conftest import REQUEST_COST, make_key, place
 
 pytestmark = pytest.mark.django_db(transaction=True)

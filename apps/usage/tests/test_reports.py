@@ -8,9 +8,10 @@ import pytest
 
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
+from apps.limits.models import MemberLimit
 from apps.teams.models import Membership, Team
 from apps.usage import reports
-from apps.usage.models import LedgerEntry, MemberLimit
+from apps.usage.models import LedgerEntry
 from apps.usage.rollup import ledger_rollup
 from apps.usage.tests.conftest import make_key
 from apps.usage.tests.ledger_rows import ledger_row, ledger_sums, warsaw

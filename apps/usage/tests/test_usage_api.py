@@ -12,8 +12,9 @@ from rest_framework.test import APIClient
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create, api_key_revoke, management_key_create
+from apps.limits.services import member_limit_set
 from apps.usage.periods import period_for
-from apps.usage.services import hold_settle, member_limit_set
+from apps.usage.services import hold_settle
 from apps.usage.tests.conftest import REQUEST_COST, place
 
 pytestmark = pytest.mark.django_db

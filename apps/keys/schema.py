@@ -1,4 +1,5 @@
-"""How our authentication classes appear in the OpenAPI document (Swagger's Authorize)."""
+"""How the keys' authentication classes (``apps.keys.authentication``) appear in the OpenAPI
+document (Swagger's Authorize)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ManagementKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "apps.api.authentication.ManagementKeyAuthentication"
+    target_class = "apps.keys.authentication.ManagementKeyAuthentication"
     name = "ManagementKey"
 
     def get_security_definition(self, auto_schema):
@@ -21,7 +22,7 @@ class ManagementKeyScheme(OpenApiAuthenticationExtension):
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "apps.api.authentication.ApiKeyAuthentication"
+    target_class = "apps.keys.authentication.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
@@ -34,7 +35,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class SessionOnlyScheme(OpenApiAuthenticationExtension):
-    target_class = "apps.api.authentication.SessionOnlyAuthentication"
+    target_class = "apps.keys.authentication.SessionOnlyAuthentication"
     name = "cookieAuth"
 
     def get_security_definition(self, auto_schema):

@@ -1,4 +1,5 @@
-"""Spending at a chosen moment, for statement and notification tests."""
+"""Spending for tests that read it back: ledger rows written directly (reports, pages) and
+requests held and settled at a chosen moment (statements, notifications)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import zoneinfo
 from unittest import mock
 
 from django.conf import settings
+from django.utils import timezone
 
+from apps.keys.models import ApiKey
 from apps.usage.models import Hold, LedgerEntry, Outcome
+from apps.usage.periods import period_for
 from apps.usage.services import hold_place, hold_settle
 
 
@@ -39,3 +43,33 @@ def spend_at(moment: dt.datetime, *, key, model, **tokens) -> LedgerEntry:
     entry = settle(hold_at(moment, key=key, model=model, **tokens), **tokens)
     LedgerEntry.objects.filter(pk=entry.pk).update(created=moment)
     return entry
+
+
+def make_key(world, *, owner, name: str):
+    """An API key without going through the secret machinery (irrelevant to reports)."""
+    return ApiKey.objects.create(
+        grant=world.grant,
+        owner=owner,
+        name=name,
+        lookup_prefix=f"rep{name[:13]}",
+        digest="x" * 64,
+        expires_at=timezone.now() + dt.timedelta(days=30),
+    )
+
+
+def spend(world, *, key, credits, when=None, model=None, prompt_tokens=10, completion_tokens=5):
+    """One settled request in the ledger (the reports read it as the unrolled tail)."""
+    when = when or timezone.now()
+    return LedgerEntry.objects.create(
+        created=when,
+        api_key=key,
+        user=key.owner,
+        grant=key.grant,
+        model=model or world.chat_model,
+        period=period_for(when),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        credits=credits,
+        outcome="ok",
+        latency_ms=10,
+    )

@@ -1,18 +1,11 @@
-"""Test helpers: read a page's table and its CSV download back as rows of text."""
+"""Read a page's table, its chart and its CSV download back as rows of text."""
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from html.parser import HTMLParser
-
-from django.utils import timezone
-
-from apps.keys.models import ApiKey
-from apps.usage.models import LedgerEntry
-from apps.usage.periods import period_for
 
 
 class _TableParser(HTMLParser):
@@ -50,36 +43,6 @@ def html_table(content: bytes | str, name: str) -> list[list[str]]:
 def csv_rows(content: bytes | str) -> list[list[str]]:
     text = content.decode("utf-8") if isinstance(content, bytes) else content
     return list(csv.reader(io.StringIO(text)))
-
-
-def make_key(world, *, owner, name: str):
-    """An API key without going through the secret machinery (irrelevant to reports)."""
-    return ApiKey.objects.create(
-        grant=world.grant,
-        owner=owner,
-        name=name,
-        lookup_prefix=f"rep{name[:13]}",
-        digest="x" * 64,
-        expires_at=timezone.now() + dt.timedelta(days=30),
-    )
-
-
-def spend(world, *, key, credits, when=None, model=None, prompt_tokens=10, completion_tokens=5):
-    """One settled request in the ledger (the reports read it as the unrolled tail)."""
-    when = when or timezone.now()
-    return LedgerEntry.objects.create(
-        created=when,
-        api_key=key,
-        user=key.owner,
-        grant=key.grant,
-        model=model or world.chat_model,
-        period=period_for(when),
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        credits=credits,
-        outcome="ok",
-        latency_ms=10,
-    )
 
 
 def chart_data(content: bytes | str, name: str) -> dict:

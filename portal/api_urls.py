@@ -1,4 +1,5 @@
-"""The REST API under /api/v1/ (the gateway's OpenAI-compatible routes live in apps.gateway)."""
+"""The REST API under /api/v1/, gathered from the apps' ``apis.py`` (the gateway's
+OpenAI-compatible routes live in apps.gateway)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import template
 
-from apps.consumption.tables import cell_text
+from apps.core.tables import cell_text
 
 register = template.Library()
 

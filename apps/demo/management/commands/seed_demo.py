@@ -5,7 +5,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.services import demo_seed
+from apps.demo.services import demo_seed
 
 
 class Command(BaseCommand):

@@ -5,9 +5,9 @@ from decimal import Decimal
 import pytest
 
 from apps.core.exceptions import ApplicationError
-from apps.usage.models import MemberLimit
+from apps.limits.models import MemberLimit
+from apps.limits.services import member_limit_set
 from apps.usage.selectors import budget_status
-from apps.usage.services import member_limit_set
 from apps.usage.tests.conftest import make_key
 
 pytestmark = pytest.mark.django_db
