@@ -88,8 +88,9 @@ class Plan:
 
     def hold(self, max_completion_tokens: int | None = None) -> Hold:
         """The unsaved hold of this plan (for ``max_completion_tokens`` when given)."""
-        if isinstance(self.ttl_seconds, bool) or self.ttl_seconds < 1:
-            raise ValueError(f"ttl_seconds must be a positive integer, not {self.ttl_seconds!r}")
+        ttl = self.ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            raise ValueError(f"ttl_seconds must be a positive integer, not {ttl!r}")
         tokens = (
             self.max_completion_tokens if max_completion_tokens is None else max_completion_tokens
         )

@@ -30,10 +30,11 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from apps.core.aio import at_loop_shutdown, keep
+from apps.core.exceptions import NotFound
 from apps.usage import ledger
 from apps.usage.exceptions import Limit, QuotaExceeded
 from apps.usage.models import Hold, LedgerEntry
-from apps.usage.selectors import STATUS, BudgetStatus, status_from_row
+from apps.usage.selectors import NOT_FOUND_MESSAGE, STATUS, BudgetStatus, status_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +165,14 @@ def _place_params(hold: Hold) -> dict:
 
 
 async def status(hold: Hold) -> BudgetStatus:
+    """The four budgets of the hold's key and member (``selectors.budget_status``): NotFound
+    when the key does not belong to the grant."""
     params = {"key": hold.api_key_id, "grant": hold.grant_id, "user": hold.user_id,
               "period": hold.period}  # fmt: skip
-    return status_from_row(hold.period, await _fetch(STATUS, params))
+    row = await _fetch(STATUS, params)
+    if row is None:
+        raise NotFound(NOT_FOUND_MESSAGE)
+    return status_from_row(hold.period, row)
 
 
 # --- settle, in batches ----------------------------------------------------------------------
