@@ -11,9 +11,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.keys.models import ApiKey
-from apps.usage.models import Hold, LedgerEntry, Outcome
+from apps.usage import ledger
+from apps.usage.models import Hold, LedgerEntry
 from apps.usage.periods import period_for
-from apps.usage.services import hold_place, hold_settle
 
 
 def local(*args: int) -> dt.datetime:
@@ -23,18 +23,16 @@ def local(*args: int) -> dt.datetime:
 
 def hold_at(moment: dt.datetime, *, key, model, prompt_tokens=1000, completion_tokens=1000):
     with mock.patch("django.utils.timezone.now", return_value=moment):
-        return hold_place(
-            api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id,
-            catalog_model_id=model.pk, prompt_tokens=prompt_tokens,
-            max_completion_tokens=completion_tokens,
+        return ledger.place(
+            ledger.Plan(
+                api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id, model=model,
+                prompt_tokens=prompt_tokens, max_completion_tokens=completion_tokens,
+            )
         )  # fmt: skip
 
 
 def settle(hold: Hold, *, prompt_tokens=1000, completion_tokens=1000) -> LedgerEntry:
-    return hold_settle(
-        hold_id=hold.pk, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        outcome=Outcome.OK, latency_ms=5, estimated=False,
-    )  # fmt: skip
+    return ledger.settle(hold, ledger.Usage(prompt_tokens, completion_tokens, latency_ms=5))
 
 
 def spend_at(moment: dt.datetime, *, key, model, **tokens) -> LedgerEntry:

@@ -9,7 +9,7 @@ import io
 import pytest
 
 from apps.keys.services import api_key_create
-from apps.usage.services import hold_place, hold_settle
+from apps.usage import ledger
 from tests.world import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -19,14 +19,11 @@ MEMBER_LIMIT = "tr[data-row=member_monthly] td:nth-child(2)"
 
 def spend(key, model) -> None:
     """One request of 1000 prompt and 1000 completion tokens, through the accounting."""
-    hold = hold_place(
-        api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id,
-        catalog_model_id=model.pk, prompt_tokens=1000, max_completion_tokens=1000,
+    plan = ledger.Plan(
+        api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id, model=model,
+        prompt_tokens=1000, max_completion_tokens=1000,
     )  # fmt: skip
-    hold_settle(
-        hold_id=hold.pk, prompt_tokens=1000, completion_tokens=1000, outcome="ok",
-        latency_ms=5, estimated=False,
-    )  # fmt: skip
+    ledger.settle(ledger.place(plan), ledger.Usage(1000, 1000, latency_ms=5))
 
 
 def set_limit(page, opener: str, value: str) -> None:

@@ -3,9 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from apps.usage.models import Outcome
-from apps.usage.services import hold_settle
-from apps.usage.tests.conftest import place
+from apps.usage.tests.conftest import place, spend
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +18,7 @@ def admin_client(client, world):
 
 @pytest.mark.parametrize("model", ["ledgerentry", "hold", "keymonthcounter", "membermonthcounter"])
 def test_it_lists_the_accounting_in_the_admin(admin_client, world, key, model):
-    hold = place(key, world)
-    hold_settle(
-        hold_id=hold.pk, prompt_tokens=10, completion_tokens=10, outcome=Outcome.OK,
-        latency_ms=5, estimated=False,
-    )  # fmt: skip
+    spend(key, world, prompt_tokens=10, completion_tokens=10)
     place(key, world)
     response = admin_client.get(reverse(f"admin:usage_{model}_changelist"))
     assert response.status_code == 200

@@ -6,28 +6,20 @@ import pytest
 
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
-from apps.usage.models import KeyMonthCounter, MemberMonthCounter, Outcome
+from apps.usage.models import KeyMonthCounter, MemberMonthCounter
 from apps.usage.periods import period_for
 from apps.usage.reconcile import Mismatch, counters_reconcile
-from apps.usage.services import hold_settle
-from apps.usage.tests.conftest import make_key, place
+from apps.usage.tests.conftest import make_key, place, spend
 
 pytestmark = pytest.mark.django_db
-
-
-def spend(world, key, completion_tokens=500):
-    hold = place(key, world)
-    return hold_settle(
-        hold_id=hold.pk, prompt_tokens=1000, completion_tokens=completion_tokens,
-        outcome=Outcome.OK, latency_ms=10, estimated=False,
-    )  # fmt: skip
 
 
 @pytest.fixture
 def busy(world):
     """Alice and Bob spent with two keys; one of Bob's requests is still in flight."""
     alices, bobs = make_key(world), make_key(world, owner=world.bob)
-    spend(world, alices), spend(world, alices, 0), spend(world, bobs, 1000)
+    spend(alices, world, completion_tokens=500), spend(alices, world, completion_tokens=0)
+    spend(bobs, world, completion_tokens=1000)
     place(bobs, world)
     return alices, bobs
 

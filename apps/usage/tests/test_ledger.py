@@ -14,43 +14,13 @@ from apps.usage import ledger
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.models import Hold, LedgerEntry, Outcome
 from apps.usage.reconcile import counters_reconcile
-from apps.usage.tests.conftest import REQUEST_COST, make_key
+from apps.usage.tests.conftest import REQUEST_COST, make_key, plan_for, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def plan_for(key, world, *, prompt_tokens=1000, max_completion_tokens=1000, **options):
-    return ledger.Plan(
-        api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id, model=world.chat_model,
-        prompt_tokens=prompt_tokens, max_completion_tokens=max_completion_tokens, **options,
-    )  # fmt: skip
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
-
-
-@pytest.fixture(params=["sync", "async"])
-def way(request):
-    """place/settle/withdraw, the sync way or the async way (run on a fresh event loop)."""
-    if request.param == "sync":
-        return ledger.place, ledger.settle, ledger.withdraw
-
-    def settle(hold, usage):
-        async def settled():
-            return await ledger.asettle(hold, usage)
-
-        return run(settled())
-
-    return (
-        lambda plan: run(ledger.aplace(plan)),
-        settle,
-        lambda hold: run(ledger.awithdraw(hold)),
-    )
-
-
 def test_it_holds_then_charges_the_real_cost_with_one_row(world, way):
-    place, settle, _ = way
+    place, settle = way.place, way.settle
     key = make_key(world)
     hold = place(plan_for(key, world))
     assert hold.amount == REQUEST_COST
@@ -72,7 +42,7 @@ def test_it_holds_then_charges_the_real_cost_with_one_row(world, way):
 
 
 def test_a_cost_beyond_the_hold_is_charged_the_hold_and_capped(world, way):
-    place, settle, _ = way
+    place, settle = way.place, way.settle
     hold = place(plan_for(make_key(world), world, max_completion_tokens=10))
     entry = settle(hold, ledger.Usage(5000, 5000))
     assert (entry.credits, entry.capped) == (hold.amount, True)
@@ -80,7 +50,7 @@ def test_a_cost_beyond_the_hold_is_charged_the_hold_and_capped(world, way):
 
 
 def test_a_withdrawn_hold_leaves_no_trace(world, way):
-    place, settle, withdraw = way
+    place, settle, withdraw = way.place, way.settle, way.withdraw
     key = make_key(world)
     hold = place(plan_for(key, world))
     assert withdraw(hold) is True
@@ -93,7 +63,7 @@ def test_a_withdrawn_hold_leaves_no_trace(world, way):
 
 
 def test_a_refusal_names_the_binding_budget_and_changes_nothing(world, way):
-    place, _, _ = way
+    place = way.place
     key = make_key(world, monthly_limit=Decimal("0.001"))
     with pytest.raises(QuotaExceeded) as refused:
         place(plan_for(key, world))
@@ -103,7 +73,7 @@ def test_a_refusal_names_the_binding_budget_and_changes_nothing(world, way):
 
 
 def test_a_partial_hold_lowers_the_completion_tokens_to_what_is_left(world, way):
-    place, _, _ = way
+    place = way.place
     key = make_key(world, total_limit=Decimal("0.0011"))  # 1000 prompt + 400 completion tokens
     hold = place(plan_for(key, world, allow_partial=True))
     assert (hold.max_completion_tokens, hold.amount) == (400, Decimal("0.0011"))

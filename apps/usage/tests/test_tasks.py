@@ -12,20 +12,16 @@ from django.utils import timezone
 from apps.grants.models import Grant
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, Outcome, UsageBucket
 from apps.usage.reconcile import counters_reconcile
-from apps.usage.services import hold_settle
 from apps.usage.tasks import reconcile_counters, roll_up_ledger, sweep_expired_holds
 from apps.usage.tests.conftest import REQUEST_COST, place
+from apps.usage.tests.conftest import spend as spend_once
 
 pytestmark = pytest.mark.django_db
 
 
 def spend(world, key, times=1):
     for _ in range(times):
-        hold = place(key, world)
-        hold_settle(
-            hold_id=hold.pk, prompt_tokens=1000, completion_tokens=1000, outcome=Outcome.OK,
-            latency_ms=5, estimated=False,
-        )  # fmt: skip
+        spend_once(key, world)
 
 
 def test_it_sweeps_an_expired_hold_once_when_run_twice(world, key):

@@ -14,8 +14,8 @@ from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create, api_key_revoke, management_key_create
 from apps.limits.services import member_limit_set
 from apps.usage.periods import period_for
-from apps.usage.services import hold_settle
-from apps.usage.tests.conftest import REQUEST_COST, place
+from apps.usage.tests.conftest import REQUEST_COST
+from apps.usage.tests.conftest import spend as spend_once
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage"
@@ -35,9 +35,7 @@ def get(api, secret: str | None, **headers):
 def spend(key, world, requests: int = 1) -> None:
     """Settle ``requests`` requests of REQUEST_COST each through the accounting services."""
     for _ in range(requests):
-        hold = place(key, world)
-        hold_settle(hold_id=hold.pk, prompt_tokens=1000, completion_tokens=1000,
-                    outcome="ok", latency_ms=5, estimated=False)  # fmt: skip
+        spend_once(key, world)
 
 
 def bobs_key(world, **limits):

@@ -9,11 +9,11 @@ from apps.core.exceptions import NotFound
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.limits.services import member_limit_set
+from apps.usage import ledger
 from apps.usage.exceptions import QuotaExceeded
 from apps.usage.models import Hold, KeyMonthCounter, MemberMonthCounter
 from apps.usage.periods import period_for
 from apps.usage.selectors import budget_status
-from apps.usage.services import hold_place
 from apps.usage.tests.conftest import REQUEST_COST, make_key, place
 
 pytestmark = pytest.mark.django_db
@@ -128,12 +128,9 @@ def test_it_refuses_free_requests_once_a_budget_is_used_up(world):
         completion_price=Decimal(0), context_window=100,
     )  # fmt: skip
     key = make_key(world, total_limit=Decimal(0))
-    arguments = {"api_key_id": key.pk, "grant_id": world.grant.pk, "user_id": world.alice.pk}
     with pytest.raises(QuotaExceeded):
-        hold_place(**arguments, catalog_model=free, prompt_tokens=5, max_completion_tokens=5)
-    other = make_key(world)
-    arguments["api_key_id"] = other.pk
-    hold = hold_place(**arguments, catalog_model=free, prompt_tokens=5, max_completion_tokens=5)
+        place(key, world, model=free, prompt_tokens=5, max_completion_tokens=5)
+    hold = place(make_key(world), world, model=free, prompt_tokens=5, max_completion_tokens=5)
     assert hold.amount == 0
 
 
@@ -161,25 +158,20 @@ def test_it_reads_a_changed_limit_from_the_database(world):
 
 
 def test_it_refuses_a_key_of_another_grant(world, key):
+    plan = ledger.Plan(
+        api_key_id=key.pk, grant_id=world.grant.pk + 1000, user_id=world.alice.pk,
+        model=world.chat_model, prompt_tokens=1, max_completion_tokens=1,
+    )  # fmt: skip
     with pytest.raises(NotFound):
-        hold_place(
-            api_key_id=key.pk, grant_id=world.grant.pk + 1000, user_id=world.alice.pk,
-            catalog_model=world.chat_model, prompt_tokens=1, max_completion_tokens=1,
-        )  # fmt: skip
+        ledger.place(plan)
     assert not Hold.objects.exists()
 
 
-def test_it_needs_exactly_one_way_to_name_the_model(world, key):
-    arguments = {
-        "api_key_id": key.pk, "grant_id": world.grant.pk, "user_id": world.alice.pk,
-        "prompt_tokens": 1, "max_completion_tokens": 1,
-    }  # fmt: skip
-    with pytest.raises(ValueError, match="exactly one"):
-        hold_place(**arguments)
-    with pytest.raises(ValueError, match="exactly one"):
-        hold_place(
-            **arguments, catalog_model_id=world.chat_model.pk, catalog_model=world.chat_model
-        )
+@pytest.mark.parametrize("ttl_seconds", [0, -1, True, 1.5])
+def test_it_needs_a_positive_whole_number_of_seconds_to_live(world, key, ttl_seconds):
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        place(key, world, ttl_seconds=ttl_seconds)
+    assert not Hold.objects.exists()
 
 
 def test_it_names_the_grant_first_when_budgets_tie(world):

@@ -16,8 +16,8 @@ from apps.usage.models import (
     Outcome,
 )
 from apps.usage.periods import period_for
-from apps.usage.services import hold_place, hold_settle
 from apps.usage.tests.conftest import REQUEST_COST, make_key, place
+from apps.usage.tests.conftest import settle as settle_tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -36,15 +36,8 @@ def counters(key) -> dict[str, tuple[Decimal, Decimal]]:
     }
 
 
-def settle(hold, prompt_tokens=1000, completion_tokens=500, outcome=Outcome.OK, **options):
-    return hold_settle(
-        hold_id=hold.pk,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        outcome=outcome,
-        latency_ms=options.pop("latency_ms", 120),
-        estimated=options.pop("estimated", False),
-    )
+def settle(hold, prompt_tokens=1000, completion_tokens=500, outcome=Outcome.OK, **usage):
+    return settle_tokens(hold, prompt_tokens, completion_tokens, outcome, **usage)
 
 
 def test_it_holds_the_largest_cost_on_all_four_counters(world):
@@ -94,10 +87,7 @@ def test_it_charges_the_exact_price_of_separate_prompt_and_completion_prices(wor
         completion_price=Decimal("167.66"),
         context_window=8192,
     )
-    hold = hold_place(
-        api_key_id=key.pk, grant_id=world.grant.pk, user_id=world.alice.pk,
-        catalog_model=model, prompt_tokens=18, max_completion_tokens=100,
-    )  # fmt: skip
+    hold = place(key, world, model=model, prompt_tokens=18, max_completion_tokens=100)
     entry = settle(hold, prompt_tokens=18, completion_tokens=16)
     assert LedgerEntry.objects.get(pk=entry.pk).credits == Decimal("0.003039")
     assert Grant.objects.get(pk=world.grant.pk).credits_used == Decimal("0.003039")
