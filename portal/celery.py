@@ -32,7 +32,7 @@ def at(schedule: crontab, task: str, *, expires: int = 3600) -> dict:
 
 # The beat schedule: one entry per periodic job. Times are in TIME_ZONE (CELERY_TIMEZONE).
 app.conf.beat_schedule = {
-    # Every minute: release the credit holds of requests whose process crashed (past expiry).
+    # Every minute: withdraw the credit holds of requests whose process crashed (past expiry).
     "sweep-expired-holds": every(60, "apps.usage.tasks.sweep_expired_holds"),
     # Every minute: add new ledger rows to the hourly usage buckets the reports read.
     "roll-up-ledger": every(60, "apps.usage.tasks.roll_up_ledger"),

@@ -80,6 +80,9 @@ class MemberMonthCounter(models.Model):
 
 
 class Outcome(models.TextChoices):
+    """How a settled request ended. ``EXPIRED`` is only in rows written before the sweeper's
+    expiry became a withdrawal (``services.holds_sweep``): an expired hold now leaves no row."""
+
     OK = "ok", "Completed"
     CLIENT_DISCONNECTED = "client_disconnected", "Client disconnected"
     BACKEND_ERROR = "backend_error", "Backend error"
@@ -93,7 +96,7 @@ class Hold(models.Model):
 
     Prices are copied here so the settlement charges what was reserved even if the catalog
     changes meanwhile. A hold that outlives ``expires_at`` belonged to a crashed process and is
-    released by ``holds_sweep``.
+    withdrawn by ``services.holds_sweep``.
 
     The table holds only the requests in flight, a few rows, and every request inserts and
     deletes one: its foreign keys are checked by Django (PROTECT) but have no database

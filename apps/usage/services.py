@@ -58,7 +58,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.catalog.models import CatalogModel
-from apps.usage import steps
+from apps.usage import ledger, steps
 from apps.usage.models import Hold, LedgerEntry, Outcome
 from apps.usage.periods import period_for
 
@@ -231,37 +231,24 @@ def hold_withdraw(*, hold_id: int) -> bool:
 
 
 def holds_sweep(*, now: dt.datetime | None = None) -> int:
-    """Release every hold that expired by ``now`` (a crashed process's), charging nothing and
-    writing an ``expired`` ledger row for each; returns how many it released. Each hold is
-    claimed by a conditional delete, so concurrent sweepers and late settles never release one
-    twice. Idempotent."""
+    """Withdraw every hold that expired by ``now`` (``ledger.withdraw(hold, expired_by=now)``:
+    a crashed process's, or one whose settlement failed), as if it had never been placed: no
+    ledger row, nothing charged. Returns how many it withdrew. Each withdrawal claims its hold
+    by a conditional delete, so concurrent sweepers, late settles and withdrawals never end one
+    hold twice; run again, it finds nothing. Reads the holds in batches of SWEEP_BATCH."""
     now = now or timezone.now()
-    released, after = 0, 0
+    withdrawn, after = 0, 0
     while True:
         batch = list(
-            Hold.objects.filter(expires_at__lte=now, pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:SWEEP_BATCH]
+            Hold.objects.filter(expires_at__lte=now, pk__gt=after).order_by("pk")[:SWEEP_BATCH]
         )
-        for hold_id in batch:
-            released += _hold_expire(hold_id=hold_id, now=now)
+        for hold in batch:
+            if ledger.withdraw(hold, expired_by=now):
+                withdrawn += 1
+                logger.warning(
+                    "Withdrew expired credit hold %s (key %s, member %s, grant %s).",
+                    hold.pk, hold.api_key_id, hold.user_id, hold.grant_id,
+                )  # fmt: skip
         if len(batch) < SWEEP_BATCH:
-            return released
-        after = batch[-1]
-
-
-def _expire(*, hold_id: int, now: dt.datetime) -> steps.Sequence:
-    hold = yield from steps.claim(hold_id=hold_id, expired_by=now)
-    if hold is None:
-        return 0
-    latency_ms = max(int((now - hold.created).total_seconds() * 1000), 0)
-    yield from steps.close(
-        hold, prompt_tokens=0, completion_tokens=0, outcome=Outcome.EXPIRED,
-        latency_ms=latency_ms, estimated=False,
-    )  # fmt: skip
-    return 1
-
-
-def _hold_expire(*, hold_id: int, now: dt.datetime) -> int:
-    with transaction.atomic():
-        return _run(_expire(hold_id=hold_id, now=now))
+            return withdrawn
+        after = batch[-1].pk

@@ -1,16 +1,22 @@
+"""The sweeper (``services.holds_sweep``): a hold that expired is withdrawn, as if it had never
+been placed. By design it leaves no ledger row (the old sweeper wrote an ``expired`` row of 0
+credits)."""
+
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from apps.grants.models import Grant
+from apps.usage import ledger, services
 from apps.usage.models import Hold, LedgerEntry, Outcome
 from apps.usage.reconcile import counters_reconcile
-from apps.usage.services import hold_settle, holds_sweep
-from apps.usage.tests.conftest import place
+from apps.usage.services import holds_sweep
+from apps.usage.tests.conftest import place, plan_for, settle
 
 pytestmark = pytest.mark.django_db
 
@@ -22,15 +28,20 @@ def grant_counters(world) -> tuple[Decimal, Decimal]:
     return grant.credits_used, grant.credits_held
 
 
-def test_it_releases_expired_holds_without_charging(world, key):
+def test_it_withdraws_expired_holds_leaving_no_row(world, key, caplog):
     hold = place(key, world, ttl_seconds=60)
-    assert holds_sweep(now=timezone.now() + LATER) == 1
+    with caplog.at_level(logging.WARNING, logger="apps.usage.services"):
+        assert holds_sweep(now=timezone.now() + LATER) == 1
     assert not Hold.objects.filter(pk=hold.pk).exists()
     assert grant_counters(world) == (0, 0)
-    entry = LedgerEntry.objects.get()
-    assert (entry.outcome, entry.credits, entry.completion_tokens) == (Outcome.EXPIRED, 0, 0)
-    assert entry.latency_ms >= 60_000
+    assert not LedgerEntry.objects.exists()
     assert counters_reconcile() == []
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        f"Withdrew expired credit hold {hold.pk} (key {key.pk}, member {key.owner_id}, "
+        f"grant {key.grant_id})."
+    )
 
 
 def test_it_leaves_live_holds_alone(world, key):
@@ -40,32 +51,46 @@ def test_it_leaves_live_holds_alone(world, key):
     assert grant_counters(world) == (0, Decimal("0.002"))
 
 
-def test_it_releases_each_hold_once_when_run_twice(world, key):
+def test_it_withdraws_each_hold_once_when_run_twice(world, key):
     place(key, world, ttl_seconds=60), place(key, world, ttl_seconds=60)
     now = timezone.now() + LATER
     assert holds_sweep(now=now) == 2
     assert holds_sweep(now=now) == 0
-    assert LedgerEntry.objects.count() == 2
+    assert not LedgerEntry.objects.exists()
     assert grant_counters(world) == (0, 0)
+
+
+def test_it_reads_the_holds_in_batches(world, key, monkeypatch):
+    monkeypatch.setattr(services, "SWEEP_BATCH", 2)
+    for _ in range(5):
+        place(key, world, ttl_seconds=60)
+    live = place(key, world, ttl_seconds=600)
+    assert holds_sweep(now=timezone.now() + LATER) == 5
+    assert list(Hold.objects.values_list("pk", flat=True)) == [live.pk]
+    assert grant_counters(world) == (0, live.amount)
 
 
 def test_it_makes_a_late_settle_a_no_op(world, key):
     hold = place(key, world, ttl_seconds=60)
     holds_sweep(now=timezone.now() + LATER)
-    settled = hold_settle(
-        hold_id=hold.pk, prompt_tokens=1000, completion_tokens=10, outcome=Outcome.OK,
-        latency_ms=70_000, estimated=False,
-    )  # fmt: skip
-    assert settled is None
-    assert LedgerEntry.objects.get().outcome == Outcome.EXPIRED
+    assert settle(hold, completion_tokens=10, latency_ms=70_000) is None
+    assert not LedgerEntry.objects.exists()
     assert grant_counters(world) == (0, 0)
 
 
 def test_it_finds_nothing_to_sweep_after_a_settle(world, key):
     hold = place(key, world, ttl_seconds=60)
-    hold_settle(
-        hold_id=hold.pk, prompt_tokens=1000, completion_tokens=10, outcome=Outcome.OK,
-        latency_ms=100, estimated=False,
-    )  # fmt: skip
+    settle(hold, completion_tokens=10, latency_ms=100)
     assert holds_sweep(now=timezone.now() + LATER) == 0
     assert LedgerEntry.objects.get().outcome == Outcome.OK
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_settle_either_way_finds_the_swept_hold_gone(world, key, way):
+    hold = way.place(plan_for(key, world, ttl_seconds=60))
+    assert holds_sweep(now=timezone.now() + LATER) == 1
+    assert way.settle(hold, ledger.Usage(1000, 10)) is None
+    assert way.withdraw(hold) is False
+    assert not LedgerEntry.objects.exists()
+    assert grant_counters(world) == (0, 0)
+    assert counters_reconcile() == []

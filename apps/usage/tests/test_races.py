@@ -199,8 +199,7 @@ def test_it_closes_each_hold_once_with_sweepers_racing_late_settles(world):
         settled = sum(future.result() for future in settles)
 
     assert swept + settled == len(holds)
-    assert LedgerEntry.objects.count() == len(holds)
-    assert LedgerEntry.objects.filter(outcome=Outcome.EXPIRED).count() == swept
+    assert LedgerEntry.objects.count() == settled  # a withdrawn hold leaves no row
     assert not Hold.objects.exists()
     grant = Grant.objects.get(pk=world.grant.pk)
     assert (grant.credits_used, grant.credits_held) == (settled * REQUEST_COST, 0)
