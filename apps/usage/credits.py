@@ -49,6 +49,14 @@ def credits_for(
         return exact.quantize(CREDIT_QUANTUM, rounding=ROUND_HALF_UP)
 
 
+def as_credits(value) -> Decimal | None:
+    """A credit column's value as a Decimal at its 6 places: PostgreSQL returns a Decimal,
+    SQLite (which keeps decimals as REAL) a float or an int."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(str(value)).quantize(CREDIT_QUANTUM)
+
+
 def affordable_completion_tokens(
     *,
     budget: Decimal,

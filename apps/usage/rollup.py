@@ -38,7 +38,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from apps.usage import sql
+from apps.usage.credits import as_credits
 
 CLAIMED = (
     "created", "api_key_id", "user_id", "grant_id", "model_id", "period",
@@ -117,7 +117,7 @@ def _sum(rows: list[dict]) -> dict[tuple, _Sums]:
         bucket.requests += 1
         bucket.prompt_tokens += row["prompt_tokens"]
         bucket.completion_tokens += row["completion_tokens"]
-        bucket.credits += sql.credits(row["credits"])
+        bucket.credits += as_credits(row["credits"])
         bucket.estimated_requests += bool(row["estimated"])
     return buckets
 

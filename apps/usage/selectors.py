@@ -10,7 +10,7 @@ from django.db import connection
 from apps.core.exceptions import NotFound
 from apps.grants.selectors import grants_for_user
 from apps.limits.models import MemberLimit
-from apps.usage.credits import CREDIT_QUANTUM
+from apps.usage.credits import as_credits
 from apps.usage.exceptions import Limit
 from apps.usage.models import MemberMonthCounter
 from apps.usage.periods import period_for
@@ -106,19 +106,12 @@ def budget_status(
 
 def status_from_row(period: str, row: tuple) -> BudgetStatus:
     """The four budgets from (limit, used, held) of each, in the order of ``Limit``."""
-    values = [_credits(value) for value in row]  # (limit, used, held) per budget
+    values = [as_credits(value) for value in row]  # (limit, used, held) per budget
     budgets = [
         Budget(name, used=values[3 * n + 1], held=values[3 * n + 2], limit=values[3 * n])
         for n, name in enumerate(Limit)
     ]
     return BudgetStatus(period, *budgets)
-
-
-def _credits(value) -> Decimal | None:
-    """A credit column's value as a Decimal: PostgreSQL returns one, SQLite a float or int."""
-    if value is None or isinstance(value, Decimal):
-        return value
-    return Decimal(str(value)).quantize(CREDIT_QUANTUM)
 
 
 @dataclass(frozen=True)
