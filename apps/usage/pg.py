@@ -11,8 +11,9 @@ for all of them. A settlement alone is written at once, so nothing waits at low 
 load the counters' rows (the grant's above all, which every request of a grant shares) are
 locked once per batch instead of once per request.
 
-Calls are never cancelled halfway (the caller's cancellation reaches them only between
-statements, ``apps.core.aio.complete``), so a connection goes back to the pool idle.
+A call cancelled halfway (its caller cancelled) is cancelled on the server too: psycopg sends
+the server a cancel request and waits for the statement to end, rolled back, so a connection
+always goes back to the pool idle.
 """
 
 from __future__ import annotations
