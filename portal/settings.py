@@ -241,7 +241,7 @@ GATEWAY_CATALOG_SECONDS = env_int("GATEWAY_CATALOG_SECONDS", 5, minimum=0)
 # When the budget covers only part of max_tokens: lower max_tokens (true) or refuse (false).
 GATEWAY_PARTIAL_MAX_TOKENS = env_bool("GATEWAY_PARTIAL_MAX_TOKENS", True)
 # PostgreSQL connections per process for the gateway's credit holds and settlements, which
-# run on the event loop (apps.usage.hot); a request holds one for a transaction's length.
+# run on the event loop (apps.usage.pg); a request holds one for a transaction's length.
 GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 10, minimum=1)
 # Wait for a credit hold's commit to reach the disk (true), or not (false: about 0.2 ms less per
 # request; a database crash can then lose holds of requests in flight, which are then served

@@ -15,7 +15,7 @@ class MemberLimit(models.Model):
     """A member's monthly credit limit in one grant; no row or a null limit means no limit.
 
     Its table keeps the name it had in ``apps.usage`` (the model moved, no row did): the credit
-    holds read it by that name in ``apps.usage.sql``."""
+    holds read it by that name in ``anvil_place`` (migration usage 0005)."""
 
     grant = models.ForeignKey(Grant, models.CASCADE, related_name="member_limits")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")

@@ -1,6 +1,6 @@
 """Admin views of the accounting. Counters, holds and the ledger are read-only here: they change
-only through ``apps.usage.services`` (``manage.py shell``: ``counters_reconcile(repair=True)``
-mends counters). Member limits are in ``apps.limits.admin``."""
+only through ``apps.usage.ledger`` and its sweeper (``manage.py shell``:
+``counters_reconcile(repair=True)`` mends counters). Member limits are in ``apps.limits.admin``."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Four budgets limit a request (SPEC § Credits and limits): the grant pool
 (``Grant.credits_allocated``), the key's total limit (``ApiKey.total_limit``), the key's monthly
 limit (``ApiKey.monthly_limit`` against ``KeyMonthCounter``) and the member's monthly limit in the
 grant (``apps.limits.models.MemberLimit`` against ``MemberMonthCounter``). Every budget has a
-``used`` and a ``held`` counter; they change only through ``apps.usage.services`` by
+``used`` and a ``held`` counter; they change only through ``apps.usage.ledger`` by
 conditional UPDATEs, and ``counters_reconcile`` can recompute all of them from ``LedgerEntry``
 and ``Hold`` rows.
 
@@ -149,7 +149,7 @@ class LedgerEntry(models.Model):
 
     ``created`` is when the request was settled; ``period`` is the month its hold was placed
     in, which is the month whose counters it was charged to. ``capped`` marks a request whose
-    real cost exceeded its hold and which was charged the hold (see ``services.hold_settle``).
+    real cost exceeded its hold and which was charged the hold (see ``ledger.charge``).
 
     ``rolled_up`` is the one column that ever changes, once, from false to true, when
     ``apps.usage.rollup`` adds the row to its ``UsageBucket``. It is bookkeeping of the rollup,
