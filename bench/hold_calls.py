@@ -1,18 +1,18 @@
-"""CPU and wall time of the gateway's credit hold and settlement (``apps.usage.hot``), in process.
+"""CPU and wall time of the ledger's async hold and settlement (``apps.usage.ledger.aplace`` and
+``asettle`` on PostgreSQL: ``apps.usage.pg``), in process.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/anvil_NAME \\
-        .venv/bin/python -m bench.hold_calls [--pairs 2000] [--rounds 2] [--ways cursor,prepared]
+        .venv/bin/python -m bench.hold_calls [--pairs 2000] [--rounds 2] [--ways c1,c8]
 
 Drops and creates the database of DATABASE_URL (never the default one), migrates it, makes a
-team, a grant and a key through Anvil's services, then on a uvloop loop runs ``ahold_place``
-and ``ahold_settle`` one pair after another, as a request at concurrency 1 does. Per way and
-round: CPU (``time.process_time``, this process only, so PostgreSQL's share is not in it) per
-pair, and the wall time per pair (p50, p95). The ways alternate in every round, so load from
+team, a grant and a key through Anvil's services, then on a uvloop loop runs requests that each
+place a hold and settle it. Per way and round: CPU (``time.process_time``, this process only,
+so PostgreSQL's share is not in it) per pair, the wall time per pair (p50, p95) and how many
+settlements shared a transaction on average. The ways alternate in every round, so load from
 elsewhere on the machine hits them alike:
 
-- ``prepared``: the code as it is (``hot._call``);
-- ``cursor``: a ``steps.Call`` run through the connection's psycopg cursor, as before
-  ``apps.usage.prepared`` (``hot._call`` replaced for the run).
+- ``c1``: one request after another, as at concurrency 1 (every settlement alone);
+- ``c8``: eight requests at a time, whose settlements the ledger writes in batches.
 
 Last, the CPU of taking a connection from the pool and giving it back (psycopg_pool).
 """
@@ -20,12 +20,13 @@ Last, the CPU of taking a connection from the pool and giving it back (psycopg_p
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
 import time
 
-WAYS = ("prepared", "cursor")
+WAYS = {"c1": 1, "c8": 8}
 
 
 def _setup_database(url: str) -> None:
@@ -46,90 +47,89 @@ def _setup_database(url: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def _world() -> dict:
-    """The arguments of a hold and of a settlement, for the benchmark's key."""
+def _plan():
+    """The plan of the benchmark key's requests: 20 prompt tokens, 16 completion tokens."""
     from django.db import connection
 
     from apps.catalog.models import CatalogModel
     from apps.keys.models import ApiKey
+    from apps.usage import ledger
     from bench.world import CHAT_MODEL, setup
 
     setup(backend_url="http://127.0.0.1:9/v1")
     key = ApiKey.objects.get()
     model = CatalogModel.objects.get(name=CHAT_MODEL)
     connection.close()
-    owner = {"api_key_id": key.pk, "grant_id": key.grant_id, "user_id": key.owner_id}
-    return {
-        "place": {**owner, "catalog_model": model, "prompt_tokens": 20,
-                  "max_completion_tokens": 16},
-        "settle": {**owner, "prompt_tokens": 20, "completion_tokens": 16, "outcome": "ok",
-                   "latency_ms": 3, "estimated": False},
-    }  # fmt: skip
+    return ledger.Plan(
+        api_key_id=key.pk, grant_id=key.grant_id, user_id=key.owner_id, model=model,
+        prompt_tokens=20, max_completion_tokens=16,
+    )  # fmt: skip
 
 
-async def _cursor_call(conn, call):
-    """``hot._call`` before ``apps.usage.prepared``: the statement through psycopg's cursor."""
-    from psycopg import Error
-
-    from apps.usage.hot import call_failed
-
-    cursor = conn.hot_cursor
-    try:
-        await cursor.execute(call.statement, call.params)
-    except Error as exc:
-        return call_failed(exc)
-    return await cursor.fetchone()
+_batches: list[int] = []  # the size of every batch of settlements written
 
 
-def _use(way: str) -> None:
-    from apps.usage import hot
+def _count_batches() -> None:
+    from apps.usage import pg
 
-    hot._call = _cursor_call if way == "cursor" else _ORIGINAL["call"]
+    settle_all = pg._settle_all
+
+    async def counted(items):
+        _batches.append(len(items))
+        return await settle_all(items)
+
+    pg._settle_all = counted
 
 
-_ORIGINAL: dict = {}
+async def _pairs(count: int, at_once: int, plan) -> tuple[float, list[float], float]:
+    """``count`` requests, ``at_once`` at a time: CPU, the wall time of each, settlements per
+    transaction."""
+    from apps.usage import ledger
 
+    usage = ledger.Usage(20, 16, latency_ms=3)
+    walls: list[float] = []
 
-async def _pairs(count: int, world: dict) -> tuple[float, list[float]]:
-    from apps.usage.hot import ahold_place, ahold_settle
+    async def requests(share: int) -> None:
+        for _ in range(share):
+            started = time.perf_counter()
+            hold = await ledger.aplace(plan)
+            await ledger.asettle(hold, usage)
+            walls.append(time.perf_counter() - started)
 
-    walls = []
+    _batches.clear()
     cpu = time.process_time()
-    for _ in range(count):
-        started = time.perf_counter()
-        hold = await ahold_place(**world["place"])
-        await ahold_settle(hold_id=hold.pk, **world["settle"])
-        walls.append(time.perf_counter() - started)
-    return time.process_time() - cpu, walls
+    await asyncio.gather(*(requests(count // at_once) for _ in range(at_once)))
+    cpu = time.process_time() - cpu
+    return cpu, walls, len(walls) / max(len(_batches), 1)
 
 
-async def _run(options, world: dict) -> None:
+async def _run(options, plan) -> None:
     ways = options.ways.split(",")
-    for way in ways:  # warm-up: pools open, functions created, code paths hot
-        _use(way)
-        await _pairs(200, world)
-    print(f"{options.pairs} hold+settle pairs per way and round, c=1, uvloop (µs)")
-    print(f"{'round':>5} {'way':<10} {'CPU/pair':>9} {'wall p50':>9} {'wall p95':>9}")
-    figures: dict[str, list[tuple[float, float, float]]] = {way: [] for way in ways}
+    for way in ways:  # warm-up: pools open, statements prepared, code paths hot
+        await _pairs(200, WAYS[way], plan)
+    print(f"{options.pairs} hold+settle pairs per way and round, uvloop (µs)")
+    print(f"{'round':>5} {'way':<6} {'CPU/pair':>9} {'wall p50':>9} {'wall p95':>9} {'batch':>6}")
+    figures: dict[str, list[tuple[float, ...]]] = {way: [] for way in ways}
     for number in range(1, options.rounds + 1):
         for way in ways:
-            _use(way)
-            cpu, walls = await _pairs(options.pairs, world)
+            cpu, walls, batch = await _pairs(options.pairs, WAYS[way], plan)
             p50 = statistics.median(walls) * 1e6
             p95 = statistics.quantiles(walls, n=20)[-1] * 1e6
-            figures[way].append((cpu / options.pairs * 1e6, p50, p95))
-            print(f"{number:>5} {way:<10} {figures[way][-1][0]:>9.0f} {p50:>9.0f} {p95:>9.0f}")
+            figures[way].append((cpu / len(walls) * 1e6, p50, p95, batch))
+            cells = " ".join(f"{value:>9.0f}" for value in figures[way][-1][:3])
+            print(f"{number:>5} {way:<6} {cells} {batch:>6.1f}")
     for way, rounds in figures.items():
-        medians = (statistics.median(column) for column in zip(*rounds, strict=True))
-        print(f"{'median':>6} {way:<9} " + " ".join(f"{value:>9.0f}" for value in medians))
+        medians = [statistics.median(column) for column in zip(*rounds, strict=True)]
+        cells = " ".join(f"{value:>9.0f}" for value in medians[:3])
+        print(f"{'median':>6} {way:<5} {cells} {medians[3]:>6.1f}")
     print(f"psycopg_pool getconn + putconn: {await _pool_cycle():.1f} µs of CPU")
 
 
 async def _pool_cycle(count: int = 20000) -> float:
-    """CPU per getconn and putconn of ``hot``'s pool (once per hold, once per settlement)."""
-    from apps.usage import hot
+    """CPU per getconn and putconn of the ledger's pool (once per call)."""
+    from apps.usage import pg
 
-    pool = await hot._pool()
+    pool = await pg._pool()
     cpu = time.process_time()
     for _ in range(count):
         await pool.putconn(await pool.getconn())
@@ -145,13 +145,11 @@ def main() -> None:
     if set(options.ways.split(",")) - set(WAYS):
         parser.error(f"--ways: some of {', '.join(WAYS)}")
     _setup_database(os.environ.get("DATABASE_URL", ""))
-    world = _world()
-    from apps.usage import hot
-
-    _ORIGINAL.update(call=hot._call)
+    plan = _plan()
+    _count_batches()
     import uvloop
 
-    uvloop.run(_run(options, world))
+    uvloop.run(_run(options, plan))
 
 
 if __name__ == "__main__":

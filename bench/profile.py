@@ -35,8 +35,11 @@ LAYERS = [
 ]
 STEPS = [
     ("key authentication (api_key_authenticate)", ("api_key_authenticate (",)),
-    ("credit hold (hold_place)", ("hold_place (",)),
-    ("settle (hold_settle)", ("hold_settle (",)),
+    ("credit hold (ledger.aplace)", ("place (apps/usage/",)),
+    (
+        "settle (ledger.asettle, its batch)",
+        ("settle (apps/usage/", "_settle_all (apps/usage/", "write (apps/usage/pg.py"),
+    ),
     ("credit headers (budget_status)", ("budget_status (",)),
     ("catalog snapshot (current_catalog)", ("current_catalog (",)),
     ("concurrency slot (slots_redis)", ("(apps/gateway/slots",)),
