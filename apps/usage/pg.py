@@ -216,9 +216,13 @@ def settle(hold: Hold, usage: ledger.Usage) -> asyncio.Future:
 
 async def _write(batch: list) -> None:
     """One transaction for the batch; when it fails, each settlement alone, so one bad
-    settlement fails only itself."""
+    settlement fails only itself. A hold settled twice in one batch is settled by the first
+    and the second finds it ended (None), as one after the other would."""
+    first = {}
+    for item in batch:
+        first.setdefault(item[0].pk, item)
     try:
-        entries = await _settle_all([(hold, usage) for hold, usage, _ in batch])
+        entries = await _settle_all([(hold, usage) for hold, usage, _ in first.values()])
     except Exception as exc:
         if len(batch) == 1:
             _resolve(batch[0][2], exception=exc)
@@ -227,7 +231,7 @@ async def _write(batch: list) -> None:
             await _write([item])
         return
     for hold, _usage, settled in batch:
-        _resolve(settled, entries.get(hold.pk))
+        _resolve(settled, entries.get(hold.pk) if first[hold.pk][2] is settled else None)
 
 
 def _resolve(settled: asyncio.Future, result=None, *, exception: BaseException | None = None):

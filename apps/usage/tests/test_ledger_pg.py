@@ -65,6 +65,21 @@ def test_it_places_settles_and_withdraws_with_one_prepared_call_each(world, monk
     assert LedgerEntry.objects.count() == 2
 
 
+def test_a_hold_settled_twice_in_one_batch_is_settled_once(world):
+    key = make_key(world)
+
+    async def twice():
+        hold = await ledger.aplace(plan_for(key, world))
+        first, second = ledger.Usage(1000, 500), ledger.Usage(1000, 1000)
+        return await asyncio.gather(ledger.asettle(hold, first), ledger.asettle(hold, second))
+
+    entry, again = asyncio.run(twice())
+    assert again is None  # as a second settle after the first
+    assert (entry.pk, entry.completion_tokens) == (LedgerEntry.objects.get().pk, 500)
+    assert LedgerEntry.objects.get().completion_tokens == 500
+    assert ApiKey.objects.get(pk=key.pk).credits_used == Decimal("0.00125")
+
+
 @pytest.mark.parametrize("durable", [False, True])
 def test_a_hold_commits_without_waiting_for_the_disk_unless_durable_holds(world, durable, settings):
     # GATEWAY_DURABLE_HOLDS off: the hold's own transaction commits asynchronously; whatever
