@@ -175,16 +175,18 @@ def state(budget: Budget) -> tuple[Decimal | None, Decimal, Decimal]:
 
 
 def limit_change(budget: Budget, *, rng: random.Random, at: float) -> LimitChange:
-    """Lower the budget's limit to about what it has used and holds (from below what it has
-    used, so requests admitted before spend past it, to a credit above, so a few more are
-    admitted up to it), or now and then raise one lowered before by a few credits (so its
-    keys work again), as its manager would: key limits with ``api_key_change_limits``, a
-    member's with ``member_limit_change``, the grant's allocation as the admin saves it."""
+    """Lower the budget's limit to about what it has used and holds (below what it has used,
+    so requests admitted before spend past it; within what it holds; or up to a credit
+    above, so a few more are admitted up to it), or now and then raise one lowered before
+    by a few credits (so its keys work again), as its manager would: key limits with
+    ``api_key_change_limits``, a member's with ``member_limit_change``, the grant's
+    allocation as the admin saves it."""
     before, used, held = state(budget)
     if before < START_LIMIT and rng.random() < RAISES:
         target = used + held + Decimal(rng.uniform(3.0, 10.0))
-    else:
-        target = min(before, used + held + Decimal(rng.uniform(-float(held) - 0.3, 1.0)))
+    else:  # below what is used, within what is held, or up to a credit above both
+        low, high = rng.choice([(-0.5, 0.0), (0.0, float(held)), (float(held), float(held) + 1)])
+        target = min(before, used + Decimal(rng.uniform(low, high)))
     limit = max(Decimal(0), target).quantize(Decimal("0.000001"))
     _apply(budget, limit)
     _, used, held = state(budget)
