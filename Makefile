@@ -1,5 +1,6 @@
 # Anvil's everyday commands. `make run` starts the service with its embedded defaults;
-# `make test` runs the whole suite against PostgreSQL and Redis.
+# `make test` runs the whole suite against PostgreSQL and Redis; `make soak` (about 3.5 minutes,
+# SOAK_ARGS="--minutes N") runs the whole stack under load and chaos and checks the books.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -78,6 +79,12 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	bash .ci/services
 	$(PY) -m bench.gateway $(BENCH_ARGS)
+
+## soak: 3 minutes of mixed load and chaos on the production stack, then the books checked (SOAK_ARGS; bench/README.md)
+.PHONY: soak
+soak: $(VENV)/.installed-dev
+	bash .ci/services
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 ## bench-reports: the grant page and /api/v1/usage at 10k, 100k and 1M ledger rows (target ≤ 300 ms)
 .PHONY: bench-reports

@@ -28,11 +28,13 @@ class Settings:
     database_url: str  # the benchmark's own database; dropped and created anew
     redis_url: str  # the benchmark's own Redis db; flushed
     django_settings: str = "portal.settings"
+    extra: tuple[tuple[str, str], ...] = ()  # more variables, e.g. the soak's shorter timeouts
 
     def environment(self) -> dict[str, str]:
         """Production settings: PostgreSQL, Redis, DEBUG off, real secrets."""
         return dict(
             os.environ,
+            **dict(self.extra),
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,
             DEBUG="false",
@@ -164,6 +166,20 @@ def anvil_start(settings: Settings, *, loop: str, http: str, log: Path, access_l
     deadline = time.monotonic() + 30
     _wait_for(f"http://127.0.0.1:{port}/api/health", process, log=log, deadline=deadline)
     return anvil
+
+
+def python_start(settings: Settings, *args: str, log: Path) -> subprocess.Popen:
+    """``python <args>`` in the project with the benchmark's environment, as its own process
+    (a Celery worker or beat), its output appended to ``log``."""
+    with log.open("ab") as output:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=settings.environment(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def profiler_start(pid: int, output: Path) -> subprocess.Popen:

@@ -64,17 +64,23 @@ def _wait_healthy(url: str, *, deadline: float) -> None:
 
 
 def start_devbackend(
-    port: int | None = None, *, timeout: float = 15.0, **options: object
+    port: int | None = None, *, timeout: float = 15.0, log: Path | None = None, **options: object
 ) -> DevBackendProcess:
     """Start ``python -m devbackend`` on loopback and wait until ``/health`` answers.
 
     ``options``: latency_ms, tokens_per_second, models (list or comma string), api_key.
-    Without ``port`` the server picks a free one itself (no race).
+    Without ``port`` the server picks a free one itself (no race). With ``log``, its stderr
+    (warnings, tracebacks) is appended there instead of going to ours.
     """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        _command(port, options), cwd=ROOT, env=env, stdout=subprocess.PIPE
-    )
+    stderr = log.open("ab") if log is not None else None
+    try:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            _command(port, options), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr
+        )
+    finally:
+        if stderr is not None:
+            stderr.close()
     deadline = time.monotonic() + timeout
     try:
         url = _read_url(process, deadline=deadline)
