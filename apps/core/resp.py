@@ -47,7 +47,7 @@ import hiredis
 from redis import exceptions
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-from apps.core.aio import at_loop_shutdown
+from lib.aio import at_loop_shutdown
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from decimal import Decimal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.core.aio import complete
 from apps.core.exceptions import ApplicationError
 from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
@@ -39,6 +38,7 @@ from apps.usage.credits import credits_for
 from apps.usage.hot import ahold_place, ahold_settle, ahold_withdraw, on_event_loop
 from apps.usage.models import Outcome
 from apps.usage.services import hold_place
+from lib.aio import complete
 
 logger = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.log import log_response
 
 from apps.core.access_log import log_access
-from apps.core.aio import complete
 from apps.gateway.request import GatewayRequest, path_info
+from lib.aio import complete
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("django.request")

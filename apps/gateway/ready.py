@@ -44,10 +44,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from apps.core.aio import keep
 from apps.core.exceptions import ApplicationError
 from apps.usage.hot import ahold_place, ahold_withdraw, on_event_loop
 from apps.usage.periods import period_for
+from lib.aio import keep
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
-from apps.core.aio import complete, keep
 from apps.gateway.admission import Admission
 from apps.gateway.backend_http import BackendConnectionError, BackendResponse
 from apps.gateway.errors import GatewayError
@@ -31,6 +30,7 @@ from apps.usage.credits import credits_for
 from apps.usage.hot import ahold_settle, freshest_status
 from apps.usage.models import Outcome
 from apps.usage.steps import settled_status
+from lib.aio import complete, keep
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import weakref
 
 from django.conf import settings
 
-from apps.core.aio import at_loop_shutdown
 from apps.gateway.backend_http import BackendClient, BackendResponse
+from lib.aio import at_loop_shutdown
 
 KEEPALIVE_SECONDS = 4
 

@@ -28,7 +28,6 @@ from psycopg import AsyncCursor, Error
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from apps.core.aio import at_loop_shutdown
 from apps.core.exceptions import NotFound
 from apps.usage import prepared, sql, steps
 from apps.usage.exceptions import Limit
@@ -43,6 +42,7 @@ from apps.usage.services import (
     hold_settle_reported,
     hold_withdraw,
 )
+from lib.aio import at_loop_shutdown
 
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
