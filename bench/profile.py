@@ -21,7 +21,7 @@ from bench.servers import RATE
 LAYERS = [
     ("PostgreSQL driver (psycopg)", ("psycopg",)),
     ("Django ORM / db", ("django/db/",)),
-    ("Redis client", ("redis/", "(apps/core/resp.py")),
+    ("Redis client", ("redis/", "(lib/resp.py")),
     ("httpx/httpcore (backend call)", ("httpx/", "httpcore/", "h11/", "anyio/")),
     ("JSON", ("json/",)),
     ("logging", ("logging/",)),

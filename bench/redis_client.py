@@ -23,7 +23,7 @@ import time
 import redis.asyncio
 import uvloop
 
-from apps.core import resp
+from lib import resp
 
 KEY = "bench:redis-client"
 VALUE = b"x" * 1500

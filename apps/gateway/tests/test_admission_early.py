@@ -11,7 +11,6 @@ import hiredis
 import pytest
 from django.db import connection
 
-from apps.core import resp
 from apps.gateway import admission
 from apps.gateway.admission import aabandon, aadmit
 from apps.gateway.catalog import load_snapshot
@@ -24,6 +23,7 @@ from apps.keys import auth
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits, api_key_create, api_key_revoke
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
+from lib import resp
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -286,7 +286,7 @@ def test_a_client_that_leaves_while_queued_gives_back_its_place_and_its_hold(
 
 
 def test_the_key_read_and_the_slot_script_go_out_in_one_write(setup, settings, bob_key):
-    # What makes the key's read free: it rides with the slot's script (``apps.core.resp``).
+    # What makes the key's read free: it rides with the slot's script (``lib.resp``).
     _, secret = bob_key
     served(secret)
     first, second = admit(secret), admit(secret)
