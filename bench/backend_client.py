@@ -30,10 +30,10 @@ import uvloop
 if __package__ in (None, ""):  # run as a file: python bench/backend_client.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.gateway.backend_http import BackendClient
 from bench.client import Target, connect
 from bench.gateway import machine_speed_ms
 from devbackend.testing import start_devbackend, stop_devbackend
+from lib.backend_http import BackendClient
 
 PATH = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "Hello there"}]

@@ -22,7 +22,6 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from apps.gateway.admission import Admission
-from apps.gateway.backend_http import BackendConnectionError, BackendResponse
 from apps.gateway.errors import GatewayError
 from apps.gateway.ready import ready_holds
 from apps.gateway.upstream import backend_post
@@ -31,6 +30,7 @@ from apps.usage.hot import ahold_settle, freshest_status
 from apps.usage.models import Outcome
 from apps.usage.steps import settled_status
 from lib.aio import complete, keep
+from lib.backend_http import BackendConnectionError, BackendResponse
 
 logger = logging.getLogger(__name__)
 

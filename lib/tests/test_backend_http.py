@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 import uvloop
 
-from apps.gateway import backend_http
-from apps.gateway.backend_http import BackendClient, BackendConnectionError
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
+from lib import backend_http
+from lib.backend_http import BackendClient, BackendConnectionError
 
 Reader, Writer = asyncio.StreamReader, asyncio.StreamWriter
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
