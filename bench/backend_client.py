@@ -1,4 +1,4 @@
-"""The gateway's client to the backends (apps.gateway.backend_http) against aiohttp, which it
+"""The gateway's client to the backends (lib.backend_http) against aiohttp, which it
 replaced, and httpx, on the development backend.
 
     .venv/bin/python -m bench.backend_client [--requests 2000] [--streams 50] [--rounds 3]
