@@ -21,7 +21,7 @@ from bench.servers import RATE
 LAYERS = [
     ("PostgreSQL driver (psycopg)", ("psycopg",)),
     ("Django ORM / db", ("django/db/",)),
-    ("Redis client", ("redis/", "(apps/core/resp.py")),
+    ("Redis client", ("redis/", "(lib/resp.py")),
     ("httpx/httpcore (backend call)", ("httpx/", "httpcore/", "h11/", "anyio/")),
     ("JSON", ("json/",)),
     ("logging", ("logging/",)),
@@ -29,8 +29,8 @@ LAYERS = [
     ("asgiref sync_to_async / threads", ("asgiref/", "concurrent/futures", "threading.py")),
     ("Django request handling", ("django/",)),
     ("uvicorn / HTTP parsing", ("uvicorn/", "httptools")),
-    ("backend client (gateway/backend_http)", ("(apps/gateway/backend_http.py",)),
-    ("Anvil code", ("(apps/",)),
+    ("backend client (lib/backend_http)", ("(lib/backend_http.py",)),
+    ("Anvil code", ("(apps/", "(lib/")),
     ("asyncio / event loop", ("asyncio/", "uvloop")),
 ]
 STEPS = [
@@ -94,7 +94,7 @@ def _step(frames: list[str]) -> str:
 def _anvil_function(frames: list[str]) -> str:
     for frame in reversed(frames):
         match = FRAME.match(frame)
-        if match and match["file"].startswith("apps/"):  # py-spy names files from sys.path
+        if match and match["file"].startswith(("apps/", "lib/")):  # py-spy: paths from sys.path
             module = match["file"].removesuffix(".py").replace("/", ".")
             return f"{module}.{match['function']}"
     return "(outside Anvil's code: server, Django, event loop)"

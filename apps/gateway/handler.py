@@ -26,18 +26,18 @@ that these views do not need:
 A disconnect cancels the view, as in Django's handler: the view runs in the handler's own task
 and one task listens for ``http.disconnect`` (the streaming relay relies on the cancellation to
 close the backend stream and settle).
+
+The ASGI side (reading the body, the disconnect, the answer's messages) is ``lib.asgi``; what
+is here is the Django glue: the URLconf's views, Django's answers to exceptions and its logs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from contextlib import aclosing
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import response_for_exception
 from django.http import HttpResponseBadRequest
@@ -46,6 +46,14 @@ from django.utils.log import log_response
 
 from apps.core.access_log import log_access
 from apps.gateway.request import GatewayRequest, path_info
+from lib.asgi import (
+    CancelOnDisconnect,
+    ClientDisconnected,
+    read_body,
+    response_headers,
+    send_stream,
+    send_whole,
+)
 
 logger = logging.getLogger(__name__)
 request_logger = logging.getLogger("django.request")
@@ -86,15 +94,6 @@ def is_gateway_path(scope: dict) -> bool:
     return scope["type"] == "http" and path_info(scope) in _views()
 
 
-class _Exchange:
-    """What the disconnect listener and the handler share about one request."""
-
-    __slots__ = ("client_left",)
-
-    def __init__(self) -> None:
-        self.client_left = False
-
-
 class GatewayHandler(ASGIHandler):
     """Django's ASGIHandler's parts for the gateway's views, without middleware, signals or
     Django's request."""
@@ -104,8 +103,10 @@ class GatewayHandler(ASGIHandler):
 
     async def __call__(self, scope, receive, send):
         try:
-            body = await self.read_body(receive)
-        except RequestAborted:
+            # A body over the limit is read no further (the view answers 413): Django's handler
+            # would store one of any size, in a file that rolls over to disk.
+            body = await read_body(receive, limit=settings.GATEWAY_MAX_BODY_BYTES)
+        except ClientDisconnected:
             return
         try:
             request = GatewayRequest(scope, body)
@@ -116,26 +117,14 @@ class GatewayHandler(ASGIHandler):
             await self.send_response(HttpResponseBadRequest(), send)
             log_access(scope, 400)
             return
-        exchange = _Exchange()
-        task = asyncio.current_task()
-        listener = asyncio.create_task(self.listen_for_disconnect(receive, task, exchange))
         response = None
-        try:
+        async with CancelOnDisconnect(receive):
             response = await self.get_response_async(request)
             await self.send_response(response, send)
-        except asyncio.CancelledError:
-            if not exchange.client_left:
-                raise  # not ours to swallow (the server is shutting down)
-        finally:
-            listener.cancel()  # no await before this: the listener can not cancel us later
-            if exchange.client_left:
-                task.uncancel()
         if response is not None:
             _close(response)
             if not 200 <= response.status_code < 300:
                 log_access(scope, response.status_code)  # a 2xx answer is in the ledger
-        if listener.done() and not listener.cancelled():
-            listener.result()  # an invalid message from the server: raised as Django does
 
     async def get_response_async(self, request: GatewayRequest):
         """The view's answer; an exception becomes Django's answer to it (as Django's
@@ -167,69 +156,14 @@ class GatewayHandler(ASGIHandler):
                 log()  # a WARNING: stream handlers only, no thread hop per refused request
         return response
 
-    async def read_body(self, receive) -> bytes:
-        """The body, at most GATEWAY_MAX_BODY_BYTES + 1 bytes: reading stops there (the view
-        answers 413), so a client can not make Anvil store a body of any size, as Django's
-        handler would, in a file that rolls over to disk (chunked bodies declare no length to
-        refuse them by)."""
-        limit = settings.GATEWAY_MAX_BODY_BYTES + 1
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestAborted()
-            chunk = message.get("body", b"")
-            if chunk and size < limit:
-                chunks.append(chunk[: limit - size])
-                size += len(chunk)
-            if not message.get("more_body", False) or size >= limit:
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def listen_for_disconnect(self, receive, task, exchange):
-        """Cancels ``task`` (the one serving the request) when the client goes away; what is
-        left of a body read no further (over the limit) is dropped as it arrives."""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                exchange.client_left = True
-                task.cancel()
-                return
-            if message["type"] != "http.request":
-                raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
-
     async def send_response(self, response, send):
-        if response.streaming:
-            if response.is_async:
-                await self._send_stream(response, send)
-            else:
-                await super().send_response(response, send)
-            return
-        # One message for the headers and one for the body (Django's chunking into
-        # 64 KiB messages buys nothing here: uvicorn writes the body to the socket either way).
-        content = response.content
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": _headers(response, len(content)),
-            }
-        )
-        await send({"type": "http.response.body", "body": content})
-
-    async def _send_stream(self, response, send):
-        """Each event goes out in one message as it comes (events are far below chunk_size)."""
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": _headers(response, None),
-            }
-        )
-        async with aclosing(aiter(response)) as content:
-            async for part in content:
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-        await send({"type": "http.response.body"})
+        if response.streaming and not response.is_async:
+            await super().send_response(response, send)
+        elif response.streaming:
+            await send_stream(send, response.status_code, _headers(response), aiter(response))
+        else:
+            content = response.content
+            await send_whole(send, response.status_code, _headers(response, len(content)), content)
 
 
 SECURITY_HEADERS = (
@@ -239,17 +173,11 @@ SECURITY_HEADERS = (
 )
 
 
-def _headers(response, length: int | None) -> list[tuple[bytes, bytes]]:
-    """The response's headers as ASGI wants them, the security headers it does not set and,
-    given a length, a Content-Length (as the middleware added them)."""
+def _headers(response, length: int | None = None) -> list[tuple[bytes, bytes]]:
+    """The response's headers and cookies, the security headers it does not set and, given a
+    length, a Content-Length (as the middleware added them)."""
     # ResponseHeaders keeps lower-case name → (name, value), the values checked and str
-    store = response.headers._store
-    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in store.values()]
-    for key, name, value in SECURITY_HEADERS:
-        if key not in store:
-            headers.append((name, value))
-    if length is not None and "content-length" not in store:
-        headers.append((b"Content-Length", b"%d" % length))
+    headers = response_headers(response.headers._store, defaults=SECURITY_HEADERS, length=length)
     for cookie in response.cookies.values():
         headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
     return headers

@@ -18,10 +18,10 @@ from contextlib import aclosing
 from django.conf import settings
 
 from apps.gateway.admission import Admission, admitted
-from apps.gateway.backend_http import BackendConnectionError, BackendResponse
 from apps.gateway.errors import GatewayError
 from apps.gateway.upstream import backend_post
 from apps.usage.models import Outcome
+from lib.backend_http import BackendConnectionError, BackendResponse
 
 
 def backend_failure(exc: Exception | None, status: int | None = None) -> GatewayError:

@@ -15,32 +15,15 @@ import io
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest, get_script_prefix
 from django.http import HttpRequest, QueryDict
-from django.utils.datastructures import CaseInsensitiveMapping
 from django.utils.functional import cached_property
+
+from lib.asgi import Headers
 
 
 def path_info(scope: dict) -> str:
     """The path without the script prefix, as Django's request has it."""
     script_name = get_script_prefix(scope)
     return scope["path"].removeprefix(script_name) if script_name else scope["path"]
-
-
-class Headers(CaseInsensitiveMapping):
-    """As Django's ``request.headers``, read from the scope's headers: names case-insensitive
-    (iterated as ``Content-Type``), a repeated header's values joined with ',', names with an
-    underscore left out (Django drops them: they could pose as the same name with '-')."""
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        store: dict[str, tuple[str, str]] = {}
-        for raw_name, raw_value in raw:
-            key = raw_name.decode("latin1").lower()
-            if "_" in key:
-                continue
-            value = raw_value.decode("latin1")
-            if key in store:
-                value = f"{store[key][1]},{value}"
-            store[key] = (key.title(), value)
-        self._store = store  # what CaseInsensitiveMapping keeps, built without its generator
 
 
 class GatewayRequest:

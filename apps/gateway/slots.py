@@ -51,8 +51,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from apps.core.aio import keep
 from apps.core.exceptions import ApplicationError
+from lib.aio import keep
 
 DEFAULT_LEASE_SECONDS = 30.0
 _MAX_RETRY_AFTER = 60

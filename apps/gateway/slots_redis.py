@@ -50,7 +50,7 @@ again from a background task (it is idempotent: tokens are unique and never reus
 is unreachable the lease expiry frees the slot instead.
 
 Connections, per event loop (asyncio connections cannot cross loops): the scripts run on the
-loop's pipelined connection of :mod:`apps.core.resp` (``EVALSHA``, ``EVAL`` when Redis does
+loop's pipelined connection of :mod:`lib.resp` (``EVALSHA``, ``EVAL`` when Redis does
 not know a script yet; a small fraction of redis-py's CPU per call), shared with the key cache;
 the pub/sub listener keeps a ``redis.asyncio`` client of its own; one heartbeat task.
 """
@@ -67,8 +67,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from apps.core import resp
 from apps.gateway.slots import QueueFull, SlotsUnavailable, retry_after
+from lib import resp
 
 logger = logging.getLogger(__name__)
 

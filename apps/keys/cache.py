@@ -7,11 +7,12 @@ entries are written with ``add`` (only where nothing is), so a request that read
 before the change can not put the stale row back over the tombstone.
 
 With Redis this module talks to it through one process-wide connection pool (sync code) and
-the event loop's pipelined connection of :mod:`apps.core.resp` (async code: a small fraction
-of redis-py's CPU per command) rather than through ``django.core.cache.cache``: Django's
-caches are context-local, so under ASGI every request built a new cache object and opened a
-new Redis connection. Entries keep Django's key format and serialisation (``KEY_PREFIX:1:key``,
-pickled), so Django's cache API reads and clears them as before.
+the event loop's pipelined connection of :mod:`lib.resp` (async code: less CPU per command
+than redis-py's, and one write with the slot script sent beside it) rather than through
+``django.core.cache.cache``: Django's caches are context-local, so under ASGI every request
+built a new cache object and opened a new Redis connection. Entries keep Django's key format
+and serialisation (``KEY_PREFIX:1:key``, pickled), so Django's cache API reads and clears them
+as before.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import transaction
 
-from apps.core import resp
+from lib import resp
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,6 @@ from django.db.models import DecimalField, F, Q, Value
 from django.db.models.functions import Round
 from django.utils import timezone
 
-from apps.core.aio import keep
 from apps.grants.models import Grant
 from apps.keys.models import ApiKey
 from apps.limits.models import MemberLimit
@@ -53,6 +52,7 @@ from apps.usage.exceptions import Limit, QuotaExceeded
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
 from apps.usage.periods import period_for
 from apps.usage.selectors import BudgetStatus, budget_status
+from lib.aio import keep
 
 logger = logging.getLogger(__name__)
 

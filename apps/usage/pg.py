@@ -30,12 +30,12 @@ from psycopg import AsyncConnection, Error
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from apps.core.aio import at_loop_shutdown, keep
 from apps.core.exceptions import NotFound
 from apps.usage import ledger
 from apps.usage.exceptions import Limit, QuotaExceeded
 from apps.usage.models import Hold, LedgerEntry
 from apps.usage.selectors import NOT_FOUND_MESSAGE, STATUS, BudgetStatus, status_from_row
+from lib.aio import at_loop_shutdown, keep
 
 logger = logging.getLogger(__name__)
 

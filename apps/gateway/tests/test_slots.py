@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from apps.core import resp
 from apps.gateway.slots import (
     QueueFull,
     model_slot,
@@ -25,6 +24,7 @@ from apps.gateway.slots import (
     slots_reset,
 )
 from apps.gateway.slots_redis import _SCRIPTS
+from lib import resp
 
 ROOT = Path(__file__).resolve().parents[3]
 LEASE = 1.5  # seconds; short so a crashed holder's slot comes back quickly

@@ -1,6 +1,12 @@
 """A minimal HTTP/1.1 client to the inference backends: asyncio protocols, llhttp parsing
 (httptools), keep-alive connections pooled per (host, port, TLS).
 
+Why not aiohttp or httpx: on the gateway's path both cost more than its targets leave room
+for. aiohttp takes about three times this client's CPU per request and hands over a paced
+stream's first line later; httpx's CPU per request is about twenty times this client's
+(``python -m bench.backend_client``; README.md, "Infrastructure: what is ours and why", has the
+figures).
+
 It does what the relay needs and no more: a POST of a JSON body, head and body written in one
 ``transport.write``; then the answer's status and headers (names in lower case), and its body
 whole (``read()``) or line by line as it arrives (``async for line in response.lines()``, for

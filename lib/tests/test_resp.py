@@ -1,25 +1,25 @@
-"""The hot-path Redis client (``apps.core.resp``) against the test Redis (``REDIS_URL``)."""
+"""The hot-path Redis client (``lib.resp``) against the test Redis (``REDIS_URL``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 
 import pytest
 import redis
 import uvloop
-from django.conf import settings
 from redis.connection import parse_url
 
-from apps.core import resp
+from lib import resp
 
 
 @pytest.fixture
 def url():
-    if not settings.REDIS_URL:
+    if not os.environ.get("REDIS_URL"):
         pytest.fail("needs REDIS_URL (tests run against a real Redis)")
-    return settings.REDIS_URL
+    return os.environ["REDIS_URL"]
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """A small asyncio Redis client for the gateway's hot path: one pipelined connection per event
 loop and Redis URL.
 
-Why not ``redis.asyncio``: per command it takes a connection from its pool (a lock), encodes
-the arguments and parses the reply in Python-level layers; on the gateway's hot path (the key
-cache's ``GET`` and the slot scripts) that cost about 0.45 ms CPU per command on the benchmark
-machine. Here a command is packed by ``hiredis.pack_command``, written at once to the one
-connection, and its reply parsed by ``hiredis.Reader`` in ``data_received`` and handed to the
-caller's future. Everything else (sync code, pub/sub) stays on redis-py.
+Why not ``redis.asyncio`` (which parses with hiredis too): per command it takes a connection
+from its pool, so commands sent side by side go out on separate connections, each its own
+write and read here and in Redis, and its Python layers cost a few times this client's CPU per
+command (``python -m bench.redis_client``; README.md, "Infrastructure: what is ours and why",
+has the figures). Here a command is packed by ``hiredis.pack_command``, written at once to the
+one connection, and its reply parsed by ``hiredis.Reader`` in ``data_received`` and handed to
+the caller's future. Everything else (sync code, pub/sub) stays on redis-py.
 
 How it works:
 
@@ -16,8 +17,8 @@ How it works:
   connection (pipelining), each getting its own reply.
 * The commands queued in one turn of the event loop are written together, at the end of that
   turn (one ``write``: one system call here and one read in Redis, whose replies then tend to
-  come back in one read too). A request's key-cache ``GET`` and its slot script, sent side by
-  side (``apps.gateway.admission``), cost one round trip instead of two.
+  come back in one read too). Commands sent side by side (the gateway's key-cache ``GET`` and
+  slot script) cost one round trip instead of two.
 * A caller that is cancelled (or whose ``timeout`` passed) leaves its future in the FIFO: its
   reply is still read and then dropped, so it can never be taken for a later command's reply.
 * Error replies are raised as :class:`ReplyError` (a ``redis.exceptions.ResponseError``); a
@@ -47,7 +48,7 @@ import hiredis
 from redis import exceptions
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-from apps.core.aio import at_loop_shutdown
+from lib.aio import at_loop_shutdown
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,72 @@
+"""The asyncio patterns of ``lib.aio``."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+
+from lib.aio import at_loop_shutdown, complete, keep
+
+
+def test_keep_holds_a_task_until_it_is_done():
+    async def wait_forever():
+        await asyncio.get_running_loop().create_future()  # referenced by nothing else
+
+    async def scenario():
+        kept = weakref.ref(keep(asyncio.ensure_future(wait_forever())))
+        await asyncio.sleep(0)  # it waits now: only asyncio's weak reference would be left
+        gc.collect()
+        task = kept()
+        assert task is not None and not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)  # the done callbacks have run
+        del task
+        gc.collect()
+        assert kept() is None  # let go once done
+
+    asyncio.run(scenario())
+
+
+def test_at_loop_shutdown_closes_when_the_loop_ends():
+    closed = []
+
+    async def close():
+        closed.append(True)
+
+    async def scenario():
+        at_loop_shutdown(asyncio.get_running_loop(), close)
+        await asyncio.sleep(0)
+        assert closed == []
+
+    asyncio.run(scenario())
+    assert closed == [True]
+
+
+def test_complete_finishes_the_work_and_then_raises_the_cancellation():
+    finished = []
+
+    async def settle():
+        await asyncio.sleep(0.05)
+        finished.append(True)
+        return "settled"
+
+    async def scenario():
+        caller = asyncio.ensure_future(complete(settle()))
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        return list(finished)
+
+    assert asyncio.run(scenario()) == [True]
+
+
+def test_complete_returns_the_result():
+    async def value():
+        return 7
+
+    assert asyncio.run(complete(value())) == 7
