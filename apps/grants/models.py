@@ -8,12 +8,13 @@ from django.db import models
 from django.utils import timezone
 
 from apps.catalog.models import CatalogModel
+from apps.core.models import CountersNotSaved
 from apps.teams.models import Team
 
 CREDIT_DIGITS = {"max_digits": 20, "decimal_places": 6}
 
 
-class Grant(models.Model):
+class Grant(CountersNotSaved):
     """A team's credit pool; every key of the grant spends from it."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -23,6 +24,7 @@ class Grant(models.Model):
     # Counters kept next to what they limit; changed only by conditional UPDATEs (gateway).
     credits_used = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
     credits_held = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
+    COUNTER_FIELDS = ("credits_used", "credits_held")  # the ledger's alone
     valid_from = models.DateField()
     valid_until = models.DateField()
     allowed_models = models.ManyToManyField(CatalogModel, blank=True, related_name="grants")

@@ -7,6 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from apps.core.models import CountersNotSaved
 from apps.grants.models import CREDIT_DIGITS, Grant
 
 # Visible prefixes tell people (and secret scanners) what kind of secret they hold.
@@ -20,7 +21,7 @@ class KeyStatus(models.TextChoices):
     REVOKED = "revoked", "Revoked"
 
 
-class ApiKey(models.Model):
+class ApiKey(CountersNotSaved):
     """A data-plane key: spends its grant's credits. Only prefix and digest are stored."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -38,6 +39,7 @@ class ApiKey(models.Model):
     # Lifetime counters; the monthly ones live in usage's period-keyed counter rows.
     credits_used = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
     credits_held = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
+    COUNTER_FIELDS = ("credits_used", "credits_held")  # the ledger's alone
     lookup_prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
     created = models.DateTimeField(default=timezone.now, editable=False)
