@@ -275,11 +275,14 @@ def _status(hold: Hold) -> BudgetStatus:
 def place(plan: Plan) -> Hold:
     """Hold the largest cost of ``plan`` against the four budgets, or raise QuotaExceeded
     naming the binding budget. A request needs at least 0.000001 credits of room even when it
-    costs nothing, so an exhausted budget refuses free models too."""
+    costs nothing, so an exhausted budget refuses free models too. The budgets right after
+    it are read into ``hold.budgets`` (one more query; the async way reads them in the same
+    call)."""
     hold = plan.hold()
     for _attempt in range(PLACE_ATTEMPTS):
         refused = _reserve_atomically(hold, max(hold.amount, CREDIT_QUANTUM))
         if refused is None:
+            hold.budgets = _status(hold)
             return hold
         hold = _next_try(plan, hold, refused, _status(hold))
     raise QuotaExceeded(limit=refused, remaining=_status(hold).budget(refused).left or Decimal(0))
