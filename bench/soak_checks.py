@@ -119,8 +119,9 @@ def charges(records: list[Record], facts: Facts, keys: list[Key]) -> Check:
 def overshoot(changes: list[LimitChange], facts: Facts) -> Check:
     """No budget spent past what a limit change allowed. Requests admitted before a lowering
     may spend what they held when it came: after a limit is set to L, with U + H used and
-    held right then, the budget's used + held may not pass max(L, U + H) until its next
-    change, and what the ledger charged it in the end may not pass it after the last (U + H
+    held right then, the budget's used + held may not pass max(L, U + H) up to its next
+    change (read right before it), and what the ledger charged it in the end may not pass
+    it after the last (U + H
     is read right after the change and once more a second later, so holds committed just
     after it under the old limit count too)."""
     by_budget: dict[Budget, list[LimitChange]] = defaultdict(list)
@@ -129,8 +130,9 @@ def overshoot(changes: list[LimitChange], facts: Facts) -> Check:
     worst, over, beyond = Decimal(0), [], Decimal(0)
     for budget, steps in by_budget.items():
         allowed = None
-        # what was in use at each later change, then what the ledger charged in the end
-        seen = [(f"at {step.at:.0f} s", max(step.held_in)) for step in steps]
+        # what was in use right before each later change (so what a raise then admits is
+        # not charged to the limit before it), then what the ledger charged in the end
+        seen = [(f"at {step.at:.0f} s", step.in_use_before) for step in steps]
         seen.append(("in the end", facts.used[budget]))
         for (when, value), step in zip(seen, [None, *steps], strict=True):
             if step is not None:

@@ -66,6 +66,7 @@ class LimitChange:
     limit: Decimal  # the new limit
     before: Decimal  # the limit it replaced
     held_in: list[Decimal]  # used + held, read right after the change (and once more later)
+    in_use_before: Decimal = Decimal(0)  # used + held, read right before the change
 
     @property
     def raised(self) -> bool:
@@ -152,7 +153,8 @@ def state(budget: Budget) -> tuple[Decimal | None, Decimal, Decimal]:
     """(limit, used, held) of a budget, from its counters."""
     from apps.grants.models import Grant
     from apps.keys.models import ApiKey
-    from apps.usage.models import KeyMonthCounter, MemberLimit, MemberMonthCounter
+    from apps.limits.models import MemberLimit
+    from apps.usage.models import KeyMonthCounter, MemberMonthCounter
     from apps.usage.periods import period_for
 
     zero = (Decimal(0), Decimal(0))
@@ -182,6 +184,7 @@ def limit_change(budget: Budget, *, rng: random.Random, at: float) -> LimitChang
     ``api_key_change_limits``, a member's with ``member_limit_change``, the grant's
     allocation as the admin saves it."""
     before, used, held = state(budget)
+    in_use_before = used + held
     if before < START_LIMIT and rng.random() < RAISES:
         target = used + held + Decimal(rng.uniform(3.0, 10.0))
     else:  # below what is used, within what is held, or up to a credit above both
@@ -190,7 +193,7 @@ def limit_change(budget: Budget, *, rng: random.Random, at: float) -> LimitChang
     limit = max(Decimal(0), target).quantize(Decimal("0.000001"))
     _apply(budget, limit)
     _, used, held = state(budget)
-    return LimitChange(budget, at, limit, before, [used + held])
+    return LimitChange(budget, at, limit, before, [used + held], in_use_before)
 
 
 def _apply(budget: Budget, limit: Decimal) -> None:
