@@ -5,8 +5,6 @@
 - ``at_loop_shutdown(loop, close)``: run ``close()`` when the loop shuts down. ``asyncio.run``
   and uvicorn cancel every task at the end; a task that waits forever is cancelled then and
   closes what belongs to that loop (connections can not outlive it, nor cross loops).
-- ``complete(awaitable)``: await something to its end even when the caller is cancelled
-  meanwhile (a settlement, a release); the caller's cancellation is raised after it.
 """
 
 from __future__ import annotations
@@ -37,14 +35,3 @@ def at_loop_shutdown(loop: asyncio.AbstractEventLoop, close: Callable[[], Awaita
             await close()
 
     keep(loop.create_task(wait_then_close()))
-
-
-async def complete(awaitable: Awaitable[T]) -> T:
-    """``await awaitable``, finished even if the caller is cancelled meanwhile (then the
-    cancellation is raised once it is done)."""
-    task = asyncio.ensure_future(awaitable)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise

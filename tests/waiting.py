@@ -4,14 +4,18 @@ with the check's own last assertion."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
 POLL_SECONDS = 0.01
+
+
+def _passed(value) -> bool:
+    """A check passes when it returns something truthy, or nothing (a check that asserts)."""
+    return bool(value) or value is None
 
 
 def eventually(check: Callable[[], T], *, timeout: float = 5.0, what: str = "") -> T:
@@ -21,31 +25,11 @@ def eventually(check: Callable[[], T], *, timeout: float = 5.0, what: str = "") 
     while True:
         try:
             value = check()
+            if _passed(value):
+                return value
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
-        else:
-            if value or value is None:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not true after {timeout} s: {what or check}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {what or check}")
         time.sleep(POLL_SECONDS)
-
-
-async def aeventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 5.0, what: str = ""
-) -> T:
-    """``eventually`` for a coroutine function, sleeping on the event loop between tries."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = await check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        else:
-            if value or value is None:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not true after {timeout} s: {what or check}")
-        await asyncio.sleep(POLL_SECONDS)

@@ -6,9 +6,7 @@ import asyncio
 import gc
 import weakref
 
-import pytest
-
-from lib.aio import at_loop_shutdown, complete, keep
+from lib.aio import at_loop_shutdown, keep
 
 
 def test_keep_holds_a_task_until_it_is_done():
@@ -44,29 +42,3 @@ def test_at_loop_shutdown_closes_when_the_loop_ends():
 
     asyncio.run(scenario())
     assert closed == [True]
-
-
-def test_complete_finishes_the_work_and_then_raises_the_cancellation():
-    finished = []
-
-    async def settle():
-        await asyncio.sleep(0.05)
-        finished.append(True)
-        return "settled"
-
-    async def scenario():
-        caller = asyncio.ensure_future(complete(settle()))
-        await asyncio.sleep(0.01)
-        caller.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await caller
-        return list(finished)
-
-    assert asyncio.run(scenario()) == [True]
-
-
-def test_complete_returns_the_result():
-    async def value():
-        return 7
-
-    assert asyncio.run(complete(value())) == 7
