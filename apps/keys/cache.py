@@ -83,7 +83,15 @@ def _entry(raw):
     return None if raw is None else _serializer.loads(raw)
 
 
-# What the event loop unpickled lately, by the stored bytes: every request of a key reads the
+# What the event loop unpickled lately, by the stored bytes. A key read here carries those bytes
+# as ``cache_version``. Every change to what limits a key's requests (the key, its owner, its
+# grant, the member's monthly limit in the grant) replaces the entry with a tombstone before it
+# commits and again after (``forget_key``), which stays API_KEY_CACHE_SECONDS: two reads give
+# the same version only when no such change committed between them, or the later one came that
+# long after. The ledger keeps a key's next hold ready under it (apps.usage.ready). A key read
+# from the database has none.
+#
+# Every request of a key reads the
 # same bytes from Redis until the entry changes (a tombstone or a new row are other bytes), so
 # unpickling a key with its owner and grant (about 0.1 ms) is done about once a minute per
 # process and entry, not per request. The gateway only reads these shared objects; sync code
@@ -101,6 +109,8 @@ def _shared_entry(raw):
     if found is not None and found[0] > now:
         return found[1]
     entry = _serializer.loads(raw)
+    if not isinstance(entry, str):  # a key, not a tombstone
+        entry.cache_version = raw
     if len(_decoded) >= _DECODED_MAX:
         _decoded.clear()
     _decoded[raw] = (now + _DECODED_SECONDS, entry)

@@ -3,8 +3,9 @@
 The key cache carries each key's owner row (affiliation, active flag), so a change to a
 person must reach it at once: a newly commercial person must not keep using Non-commercial
 models for the cache's lifetime, nor a deactivated one their keys; it carries the key's
-grant too, so new validity dates must reach it at once. Someone who leaves a team loses their
-API keys in its grants at once.
+grant too, so new validity dates and a new allocation must reach it at once (no request may
+take a credit hold placed under the old allocation: apps.usage.ready). Someone who leaves a
+team loses their API keys in its grants at once.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ def _member_leaving(sender, membership, actor=None, **kwargs) -> None:
     api_keys_revoke_in_team(team=membership.team, user=membership.user, actor=actor)
 
 
-@receiver(grant_saved, dispatch_uid="keys_forget_grant_with_new_dates")
+@receiver(grant_saved, dispatch_uid="keys_forget_changed_grant")
 def _grant_saved(sender, grant, before=None, **kwargs) -> None:
     if before is None:
         return  # a new grant has no keys yet
-    if (before["valid_from"], before["valid_until"]) != (grant.valid_from, grant.valid_until):
+    fields = ("valid_from", "valid_until", "credits_allocated")
+    if any(before[name] != getattr(grant, name) for name in fields):
         api_keys_forget_grant(grant=grant)

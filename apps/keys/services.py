@@ -166,9 +166,15 @@ def _forget_live(kind: str, keys) -> None:
 
 
 def api_keys_forget_grant(*, grant) -> None:
-    """The grant row changed in a way requests must see at once (its validity dates): drop its
-    keys' cache entries, which carry the grant."""
+    """The grant row changed in a way requests must see at once (its validity dates or its
+    allocation): drop its keys' cache entries, which carry the grant."""
     _forget_live(API_KIND, ApiKey.objects.filter(grant=grant))
+
+
+def api_keys_forget_member(*, grant, user) -> None:
+    """The member's monthly limit in the grant changed: drop the cache entries of their keys
+    in it, so no request takes a credit hold placed under the old limit (apps.usage.ready)."""
+    _forget_live(API_KIND, ApiKey.objects.filter(grant=grant, owner=user))
 
 
 def keys_forget_owner(*, user) -> None:

@@ -21,6 +21,7 @@ from apps.audit.models import AuditAction
 from apps.audit.services import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.grants.models import Grant
+from apps.keys.services import api_keys_forget_member
 from apps.limits.models import LimitScope, MemberLimit, MemberLimitChange
 from apps.teams.models import Membership
 
@@ -50,6 +51,7 @@ def member_limit_set(
             message = " ".join(exc.message_dict.get("monthly_limit", exc.messages))
             raise ApplicationError(message, param="monthly_limit") from None
         member_limit.save()
+        api_keys_forget_member(grant=grant, user=user)
     return member_limit
 
 
