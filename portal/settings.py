@@ -247,3 +247,6 @@ GATEWAY_DB_POOL_SIZE = env_int("GATEWAY_DB_POOL_SIZE", 10, minimum=1)
 # request; a database crash can then lose holds of requests in flight, which are then served
 # without charge). Settlements, which write the ledger, always wait. PostgreSQL only.
 GATEWAY_DURABLE_HOLDS = env_bool("GATEWAY_DURABLE_HOLDS", False)
+# A key's next credit hold is placed while its current request runs (apps/usage/ready.py).
+GATEWAY_READY_HOLDS = env_bool("GATEWAY_READY_HOLDS", True)
+GATEWAY_READY_HOLD_SECONDS = env_int("GATEWAY_READY_HOLD_SECONDS", 2, minimum=1)

@@ -198,6 +198,7 @@ class admitted:
             prompt_tokens=ask.prompt.upper_bound, max_completion_tokens=budget * ask.choices,
             allow_partial=partial and ask.choices == 1,
             ttl_seconds=settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
+            version=getattr(key, "cache_version", None),
         )  # fmt: skip
 
 

@@ -85,6 +85,10 @@ class Plan:
     max_completion_tokens: int
     allow_partial: bool = False
     ttl_seconds: int = DEFAULT_HOLD_TTL_SECONDS
+    # The key as the caller read it (its entry in the shared key cache), when the caller will
+    # likely send more requests of the key: on PostgreSQL ``aplace`` then keeps the key's next
+    # hold ready (``apps.usage.ready``), and takes it only for a plan of the same version.
+    version: object = None
 
     def hold(self, max_completion_tokens: int | None = None) -> Hold:
         """The unsaved hold of this plan (for ``max_completion_tokens`` when given)."""
@@ -142,7 +146,13 @@ def charge(hold: Hold, usage: Usage) -> Decimal:
     budgets. A request whose real cost exceeded its hold (the backend counted more prompt
     tokens than Anvil, or generated past max_tokens) is charged the hold and its ledger row
     marked ``capped``."""
-    return min(_cost(hold, usage), hold.amount)
+    return min(_cost(hold, usage), _cap(hold))
+
+
+def _cap(hold: Hold) -> Decimal:
+    """The most ``hold`` may be charged: its amount, or less when a request took a larger
+    ready hold than its own would have been (``Hold.cap``)."""
+    return hold.amount if hold.cap is None else hold.cap
 
 
 def _cost(hold: Hold, usage: Usage) -> Decimal:
@@ -334,7 +344,7 @@ def _entry_fields(hold: Hold, usage: Usage, credits: Decimal) -> dict:
         grant_id=hold.grant_id, model_id=hold.model_id, period=hold.period,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         credits=credits, outcome=usage.outcome, latency_ms=usage.latency_ms,
-        estimated=usage.estimated, capped=_cost(hold, usage) > hold.amount, hold_id=hold.pk,
+        estimated=usage.estimated, capped=_cost(hold, usage) > _cap(hold), hold_id=hold.pk,
     )  # fmt: skip
 
 
@@ -362,8 +372,10 @@ async def aplace(plan: Plan) -> Hold:
     event loop, reading the four budgets right after the hold into ``hold.budgets``."""
     if not on_event_loop():
         return await sync_to_async(place, thread_sensitive=False)(plan)
-    from apps.usage import pg
+    from apps.usage import pg, ready
 
+    if ready.enabled():
+        return await ready.registry().place(plan)
     return await pg.place(plan)
 
 
@@ -376,14 +388,25 @@ def asettle(hold: Hold, usage: Usage) -> asyncio.Future:
     and ``adrain`` (at shutdown) waits for every one still running. On PostgreSQL the
     settlements that finish while one is being written go together in the next transaction."""
     if on_event_loop():
-        from apps.usage import pg
+        from apps.usage import pg, ready
 
-        settling = pg.settle(hold, usage)
+        placements = ready.registry().ending(hold, charge(hold, usage))
+        if placements:  # ready holds that count this one as held: written after them
+            settling = keep(asyncio.ensure_future(_settle_after(placements, hold, usage)))
+        else:
+            settling = pg.settle(hold, usage)
     else:
         settling = asyncio.ensure_future(sync_to_async(settle, thread_sensitive=False)(hold, usage))
     _settling.add(settling)
     settling.add_done_callback(_settled)
     return keep(settling)
+
+
+async def _settle_after(placements: list[asyncio.Future], hold: Hold, usage: Usage):
+    from apps.usage import pg
+
+    await asyncio.gather(*placements, return_exceptions=True)
+    return await pg.settle(hold, usage)
 
 
 def _settled(settling: asyncio.Future) -> None:
@@ -397,12 +420,19 @@ async def awithdraw(hold: Hold) -> bool:
     """``withdraw`` for async code."""
     if not on_event_loop():
         return await sync_to_async(withdraw, thread_sensitive=False)(hold)
-    from apps.usage import pg
+    from apps.usage import pg, ready
 
+    placements = ready.registry().ending(hold, Decimal(0))
+    await asyncio.gather(*placements, return_exceptions=True)
     return await pg.withdraw(hold)
 
 
 async def adrain() -> None:
-    """Wait for every settlement this process started (a graceful shutdown)."""
+    """Withdraw the ready holds and wait for every settlement this process started (a graceful
+    shutdown)."""
+    if on_event_loop():
+        from apps.usage import ready
+
+        await ready.registry().withdraw_all()
     while _settling:
         await asyncio.gather(*_settling, return_exceptions=True)

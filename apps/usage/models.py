@@ -132,6 +132,10 @@ class Hold(models.Model):
     # placement read them (PostgreSQL's async path): the credit headers come from them. Not a
     # column.
     budgets = None
+    # The most this hold may be charged when it is less than its amount: a request served
+    # from a larger ready hold (apps.usage.ready) pays at most what its own would have held.
+    # Not a column.
+    cap = None
 
     class Meta:
         constraints = [
