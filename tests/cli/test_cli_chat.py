@@ -39,7 +39,7 @@ def test_it_reads_the_prompt_from_stdin_and_picks_a_model_of_the_key(anvil):
 
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.split()) == 3
-    assert result.stderr.startswith("Model: chat-small (choose with --model or ANVIL_MODEL)\n")
+    assert result.stderr.startswith("Model: chat-small, the cheapest of yours (choose with")
     assert LedgerEntry.objects.get().model.name == "chat-small"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from decimal import Decimal
 
 import click
 
@@ -19,7 +20,9 @@ CHAT_KINDS = {"chat", "vlm"}
 
 @click.command(short_help="Chat: one prompt, the answer streamed.")
 @click.argument("prompt")
-@click.option("--model", "-m", envvar="ANVIL_MODEL", help="Default: the first chat model of yours.")
+@click.option(
+    "--model", "-m", envvar="ANVIL_MODEL", help="Default: the cheapest chat model of yours."
+)
 @click.option("--system", "-s", help="A system message before the prompt.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens in the answer.")
 @click.option("--stream/--no-stream", default=True, show_default=True, help="Print as it comes.")
@@ -54,12 +57,21 @@ def _messages(prompt: str, system: str | None) -> list[dict]:
 
 
 def _default_model(client: Client, key: str) -> str:
-    for model in client.get(MODELS, key=key).data["data"]:
-        tags = model["tags"]
-        if model["kind"] in CHAT_KINDS and "Accessible" in tags and "Active" in tags:
-            note(f"Model: {model['name']} (choose with --model or ANVIL_MODEL)")
-            return model["name"]
-    raise click.ClickException("This key may use no chat model that is up: see `anvil models`.")
+    """The cheapest chat model the key may use and that is up (on a tie, the first by name)."""
+    usable = [
+        model
+        for model in client.get(MODELS, key=key).data["data"]
+        if model["kind"] in CHAT_KINDS and {"Accessible", "Active"} <= set(model["tags"])
+    ]
+    if not usable:
+        raise click.ClickException("This key may use no chat model that is up: see `anvil models`.")
+    chosen = min(usable, key=lambda model: (_price(model), model["name"]))["name"]
+    note(f"Model: {chosen}, the cheapest of yours (choose with --model or ANVIL_MODEL)")
+    return chosen
+
+
+def _price(model: dict) -> Decimal:
+    return Decimal(model["prompt_price"]) + Decimal(model["completion_price"])
 
 
 def _streamed(client: Client, key: str, body: dict) -> dict | None:
