@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.cli.conftest import failed
+from tests.cli.conftest import failed, usage_error
 
 # Every command, with arguments that would work against the test world's server.
 COMMANDS = {
@@ -39,6 +39,18 @@ def test_help_works_on_every_command(cli, command):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Usage: anvil {' '.join(command)}".rstrip())
     assert cli(*command, "-h").stdout == result.stdout
+
+
+@pytest.mark.parametrize("command", HELP[1:], ids=HELP[1:])
+def test_an_unknown_option_is_a_usage_error_on_every_command(cli, command):
+    result = cli(*command.split(), "--no-such-option")
+
+    assert usage_error(result) == "Error: No such option '--no-such-option'."
+    assert f"Try 'anvil {command} --help' for help." in result.stderr
+
+
+def test_an_unknown_command_is_a_usage_error(cli):
+    assert usage_error(cli("jobs", "submit")) == "Error: No such command 'jobs'."
 
 
 @pytest.mark.parametrize("args", COMMANDS.values(), ids=COMMANDS.keys())
