@@ -15,16 +15,19 @@ from apps.usage.selectors import BudgetStatus, budget_status
 
 CREDITS = "Credits, as a decimal string (exact; never a float)."
 LIMIT = "Credits as a decimal string; null means no limit."
+LEFT = "What is left under the limit (limit - used - held, never below 0); null: no limit."
 DESCRIPTION = """Where the calling API key stands against the four budgets a request must fit in
 (the grant's pool, the key's total and monthly limits, the member's monthly limit in the grant)
 in the current month of the service's time zone.
 
 Every amount is a decimal string. `used_*` count settled requests; `grant.held` is reserved by
-requests in flight, and every budget's room excludes what is held. `remaining` is the least room
-left under any of the four budgets — what the next request can spend — and `limited_by` names
-that budget (on a tie the first of grant, key_total, key_monthly, member_monthly). The grant's
-pool is always finite, so there always is a binding budget and `limited_by` is never null today;
-it is nullable for clients to be ready for unlimited grants."""
+requests in flight, and every budget's room excludes what is held: `grant.left`,
+`key.total_left`, `key.monthly_left` and `member.monthly_left` (null where there is no limit).
+`remaining` is the least room left under any of the four budgets — what the next request can
+spend — and `limited_by` names that budget (on a tie the first of grant, key_total, key_monthly,
+member_monthly). The grant's pool is always finite, so there always is a binding budget and
+`limited_by` is never null today; it is nullable for clients to be ready for unlimited
+grants."""
 
 
 class KeyStatusOutput(serializers.Serializer):
@@ -32,11 +35,14 @@ class KeyStatusOutput(serializers.Serializer):
     used_total = credit_field(help_text=CREDITS)
     monthly_limit = credit_field(allow_null=True, help_text=LIMIT)
     total_limit = credit_field(allow_null=True, help_text=LIMIT)
+    monthly_left = credit_field(allow_null=True, help_text=LEFT)
+    total_left = credit_field(allow_null=True, help_text=LEFT)
 
 
 class MemberStatusOutput(serializers.Serializer):
     used_month = credit_field(help_text=CREDITS)
     monthly_limit = credit_field(allow_null=True, help_text=LIMIT)
+    monthly_left = credit_field(allow_null=True, help_text=LEFT)
 
 
 class GrantStatusOutput(serializers.Serializer):
@@ -56,8 +62,14 @@ def status_data(status: BudgetStatus) -> dict:
             "used_total": key_total.used,
             "monthly_limit": key_monthly.limit,
             "total_limit": key_total.limit,
+            "monthly_left": key_monthly.left,
+            "total_left": key_total.left,
         },
-        "member": {"used_month": member.used, "monthly_limit": member.limit},
+        "member": {
+            "used_month": member.used,
+            "monthly_limit": member.limit,
+            "monthly_left": member.left,
+        },
         "grant": {
             "allocated": grant.limit,
             "used": grant.used,

@@ -14,7 +14,7 @@ from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create, api_key_revoke, management_key_create
 from apps.limits.services import member_limit_set
 from apps.usage.periods import period_for
-from apps.usage.tests.conftest import REQUEST_COST
+from apps.usage.tests.conftest import REQUEST_COST, place
 from apps.usage.tests.conftest import spend as spend_once
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +62,8 @@ def test_it_reports_every_budget_as_decimal_strings(api, world):
     assert response.json() == {
         "period": period_for(),
         "key": {"used_month": "0.006", "used_total": "0.006", "monthly_limit": "10",
-                "total_limit": "25.5"},
-        "member": {"used_month": "0.006", "monthly_limit": "20"},
+                "total_limit": "25.5", "monthly_left": "9.994", "total_left": "25.494"},
+        "member": {"used_month": "0.006", "monthly_limit": "20", "monthly_left": "19.994"},
         "grant": {"allocated": "1000", "used": "0.006", "held": "0", "left": "999.994"},
         "remaining": "9.994",
         "limited_by": "key_monthly",
@@ -77,7 +77,8 @@ def test_no_limits_on_key_and_member_are_nulls_and_the_grant_limits(api, world):
     data = get(api, secret).json()
 
     assert data["key"]["monthly_limit"] is None and data["key"]["total_limit"] is None
-    assert data["member"]["monthly_limit"] is None
+    assert data["key"]["monthly_left"] is None and data["key"]["total_left"] is None
+    assert data["member"]["monthly_limit"] is None and data["member"]["monthly_left"] is None
     assert (data["limited_by"], data["remaining"]) == ("grant", "999.998")
 
 
@@ -133,6 +134,21 @@ def _least(data) -> Decimal:
     if member["monthly_limit"] is not None:
         rooms.append(Decimal(member["monthly_limit"]) - Decimal(member["used_month"]))
     return min(rooms)
+
+
+def test_what_is_left_under_each_budget_excludes_requests_in_flight(api, world):
+    key, secret = bobs_key(world, monthly_limit=Decimal("10"), total_limit=Decimal("20"))
+    member_limit_set(grant=world.grant, user=world.bob, monthly_limit=Decimal("30"),
+                     changed_by=world.alice)  # fmt: skip
+    spend(key, world)
+    place(key, world)  # one request in flight holds REQUEST_COST under every budget
+
+    data = get(api, secret).json()
+
+    assert (data["key"]["monthly_left"], data["key"]["total_left"]) == ("9.996", "19.996")
+    assert data["member"]["monthly_left"] == "29.996"
+    assert (data["grant"]["held"], data["grant"]["left"]) == ("0.002", "999.996")
+    assert (data["limited_by"], data["remaining"]) == ("key_monthly", "9.996")
 
 
 def test_a_spent_budget_reports_nothing_remaining(api, world):

@@ -1,0 +1,3 @@
+from anvil_cli.main import main
+
+main()
