@@ -1,37 +1,24 @@
-"""Ready holds: a key's next hold, placed while its current request runs — the ledger's one
-speculative path, behind ``ledger.aplace`` (GATEWAY_READY_HOLDS, on by default).
+"""Ready holds: a busy key's next hold, placed while its current request runs — the ledger's
+one speculative path, behind ``ledger.aplace`` (GATEWAY_READY_HOLDS, on by default).
 
-A hold is a round trip to PostgreSQL: at concurrency 1 the largest part of what the gateway
-adds to a request and to a stream's first token. A key that sent one request usually sends
-another. So when ``aplace`` has placed a hold for a plan that carries the key's ``version``
-(the key as the gateway read it: its entry in the shared key cache), and the key placed another
-within GATEWAY_READY_HOLD_SECONDS, it places one more like it in the background, the key's
-*ready hold*. The key's next request takes it instead of placing
-its own (waiting for it when it is still being placed) when
+A hold is a round trip to PostgreSQL, the largest part of what the gateway adds to a request at
+concurrency 1. When a key places holds less than GATEWAY_READY_HOLD_SECONDS apart with a plan
+that carries its ``version`` (the key as the gateway read it: its entry in the shared key
+cache), the next one is placed in the background. The key's next request takes it (waiting if
+it is still on its way) when its plan has the same version and the ready hold covers it (same
+model and prices, no more tokens, this month); otherwise the ready hold is withdrawn and the
+request places its own. Every change to what limits a key (its limits, owner, grant, the
+member's limit) replaces its cache entry before and after it commits (``forget_key``), so a
+request admitted after a lowered limit commits, in any process, never takes a ready hold placed
+under the old one.
 
-- it carries the same ``version``. Every change to a key's budgets replaces the key's cache
-  entry before its transaction commits and again after (``apps.keys.cache.forget_key``: the
-  key's own limits, its grant's allocation and dates, the member's monthly limit in the grant,
-  the owner), so a request admitted after a lowered limit commits, in any process, never takes
-  a ready hold placed under the old one: it places its own, against the new limit;
-- the ready hold covers it: same model and prices, as many prompt and completion tokens or
-  more, placed this month.
-
-Otherwise the ready hold is withdrawn and the request places its own. A ready hold is an
-ordinary hold, placed by ``pg.place`` against all four budgets before the request that takes
-it is forwarded; that request settles it, charged at most what its own hold would have held
-(``Hold.cap``). One that nobody takes is withdrawn, leaving no ledger row:
-GATEWAY_READY_HOLD_SECONDS after it was placed, at once when the budgets after it have room
-for fewer than ROOM more, and at a graceful shutdown (``withdraw_all``, from ``ledger.adrain``).
-A crashed process's ready holds are swept like any hold.
-
-What a request is told it has left comes from its hold's placement (``Hold.budgets``). A ready
-hold's placement saw the key's requests still running in this process as held; as each of them
-ends, the ready hold's budgets move as the ledger's do (``ending``), so requests sent one after
-another are told exactly what the ledger leaves. (So that no budget counts one twice, such a
-request's settlement is written only once the ready hold that saw it has been placed.)
-
-One registry per event loop; PostgreSQL only (SQLite runs holds in threads: nothing is ready).
+A ready hold is an ordinary hold, placed against the four budgets before the request that takes
+it is forwarded, settled by that request (charged at most what its own hold would have held:
+``Hold.cap``), or withdrawn with no ledger row: unused after GATEWAY_READY_HOLD_SECONDS, at once
+when the budgets after it have room for fewer than ROOM more, at a graceful shutdown
+(``withdraw_all``). Its placement saw the key's requests still running here as held; as each
+ends, its budgets move as the ledger's do (``ending``; that settlement is written after the
+placement), so requests sent one after another are told exactly what the ledger leaves.
 """
 
 from __future__ import annotations
