@@ -4,7 +4,7 @@ import pytest
 
 from tests.world import World, make_world
 
-pytest_plugins = ["tests.servers", "tests.browser"]
+pytest_plugins = ["tests.servers", "tests.browser", "tests.signing_in"]
 
 
 @pytest.fixture
