@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "mozilla_django_oidc",
     "rest_framework",
     "drf_spectacular",
@@ -70,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "apps.accounts.oidc.SessionRefresh",
+    "apps.accounts.middleware.StaffSecondFactorMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -196,6 +198,11 @@ if OIDC_ENABLED:
 # Whether the sign-in page shows the username/password form (it always does on the way to
 # the admin); off, local sign-up closes too.
 LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+
+# Staff open the admin only after a second factor (TOTP, with recovery codes): django-allauth's
+# MFA, enforced by apps.accounts.middleware.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Anvil"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
