@@ -199,6 +199,10 @@ if OIDC_ENABLED:
 # the admin); off, local sign-up closes too.
 LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
 
+# allauth's rate limits (failed sign-ins per account and per address) count the client's
+# address: behind this many reverse proxies it is taken from X-Forwarded-For.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
 # Staff open the admin only after a second factor (TOTP, with recovery codes): django-allauth's
 # MFA, enforced by apps.accounts.middleware.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
