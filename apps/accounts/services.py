@@ -18,8 +18,9 @@ def person_sign_in(*, profile: Profile) -> User:
     """The person the provider vouched for, their username, name and e-mail address (and,
     when the provider decides them, affiliation and teams) brought up to date. They are found
     by the provider's issuer and subject; an existing account with the same e-mail address is
-    taken only with OIDC_LINK_BY_EMAIL and an e-mail address the provider verified; otherwise
-    a new account is made. ``SignInRefused`` for a deactivated account."""
+    taken only with OIDC_LINK_BY_EMAIL and an e-mail address the provider verified, and never a
+    staff account (an address at the provider is not proof enough for the admin); otherwise a
+    new account is made. ``SignInRefused`` for a deactivated account."""
     try:
         with transaction.atomic():
             return _sign_in(profile)
@@ -62,6 +63,11 @@ def _linked_by_email(profile: Profile) -> User | None:
         )
     if not users:
         return None
+    if users[0].is_staff:
+        raise SignInRefused(
+            "Your e-mail address belongs to a staff account, which is never taken over by "
+            "e-mail. Ask the service's staff to link it."
+        )
     if users[0].provider_identities.filter(issuer=profile.issuer).exists():
         raise SignInRefused(
             "Your e-mail address belongs to an Anvil account that signs in as someone else at "

@@ -109,6 +109,15 @@ def test_it_never_links_by_an_unverified_email(settings, oidc, browser, world):
     assert ProviderIdentity.objects.get().user != world.bob
 
 
+def test_it_never_takes_over_a_staff_account_by_email(settings, oidc, browser, world):
+    settings.OIDC_LINK_BY_EMAIL = True
+    User.objects.filter(pk=world.alice.pk).update(is_staff=True)
+    oidc.add_account("alicia", email="alice@example.org")
+    page = browser.sign_in("alicia")
+    assert page.status == 403 and "never taken over by e-mail" in page.text
+    assert not ProviderIdentity.objects.exists()
+
+
 def test_it_keeps_the_same_person_when_their_email_changes(oidc, browser, client):
     account = oidc.add_account("ada")
     browser.sign_in("ada")
