@@ -68,6 +68,27 @@ def env_list(name: str, default: list[str], *, environ=os.environ) -> list[str]:
     return items
 
 
+def env_choice(name: str, default: str, choices: list[str], *, environ=os.environ) -> str:
+    value = environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def env_pairs(name: str, *, environ=os.environ) -> dict[str, str]:
+    """``a=x, b=y`` → ``{"a": "x", "b": "y"}``; unset or empty → ``{}``."""
+    raw = environ.get(name, "")
+    pairs = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = (side.strip() for side in item.partition("="))
+        if not (sep and key and value):
+            raise ImproperlyConfigured(f"{name} must be name=value pairs, not {item!r}")
+        pairs[key] = value
+    return pairs
+
+
 def env_time_zone(name: str, default: str, *, environ=os.environ) -> str:
     value = environ.get(name, default).strip()
     try:
@@ -114,3 +135,39 @@ def env_secret(name: str, *, debug: bool, dev_default: str, environ=os.environ) 
     if debug:
         return dev_default
     raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (a long random string)")
+
+
+def check_oidc_settings(
+    *,
+    discovery_url: str,
+    issuer: str,
+    authorization: str,
+    token: str,
+    jwks: str,
+    algorithm: str,
+    secret: str,
+    affiliation_map: dict[str, str],
+) -> None:
+    """Stop at start when OpenID Connect is switched on but can not work: no way to find the
+    provider's endpoints and issuer, no key to check its signatures with, or an affiliation
+    mapped to something that is not one."""
+    if not discovery_url:
+        needed = {
+            "OIDC_OP_ISSUER": issuer,
+            "OIDC_OP_AUTHORIZATION_ENDPOINT": authorization,
+            "OIDC_OP_TOKEN_ENDPOINT": token,
+        }
+        if algorithm != "HS256":
+            needed["OIDC_OP_JWKS_ENDPOINT"] = jwks
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ImproperlyConfigured(
+                f"OIDC_RP_CLIENT_ID is set: set OIDC_OP_DISCOVERY_URL, or {', '.join(missing)}"
+            )
+    if algorithm == "HS256" and not secret:
+        raise ImproperlyConfigured("OIDC_RP_SIGN_ALGO HS256 needs OIDC_RP_CLIENT_SECRET")
+    wrong = {value for value in affiliation_map.values()} - {"academic", "commercial"}
+    if wrong:
+        raise ImproperlyConfigured(
+            f"OIDC_AFFILIATION_MAP maps to academic or commercial, not {', '.join(sorted(wrong))}"
+        )

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from portal.env import (
+    check_oidc_settings,
     env_bool,
+    env_choice,
     env_database,
     env_int,
     env_list,
+    env_pairs,
     env_redis_url,
     env_secret,
     env_str,
@@ -36,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "mozilla_django_oidc",
     "rest_framework",
     "drf_spectacular",
@@ -66,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "apps.accounts.oidc.SessionRefresh",
+    "apps.accounts.middleware.StaffSecondFactorMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -136,20 +142,71 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
 
-# Institutional sign-in (OpenID Connect) switches on when its client id is set.
+# Institutional sign-in (OpenID Connect, apps/accounts/oidc.py) switches on when its client id
+# is set; README lists what each variable does.
 OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID", "")
 OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET", "")
+OIDC_RP_SIGN_ALGO = env_choice("OIDC_RP_SIGN_ALGO", "RS256", ["RS256", "ES256", "HS256"])
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+# The provider: its discovery document, or its issuer and endpoints one by one (these override
+# what the document says).
+OIDC_OP_DISCOVERY_URL = env_str("OIDC_OP_DISCOVERY_URL", "")
+OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_OP_LOGOUT_ENDPOINT = env_str("OIDC_OP_LOGOUT_ENDPOINT", "")
+OIDC_OP_LABEL = env_str("OIDC_OP_LABEL", "your institution")
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10, minimum=1)  # seconds, each call to the provider
+# Claims → person (apps/accounts/claims.py).
+OIDC_LINK_BY_EMAIL = env_bool("OIDC_LINK_BY_EMAIL", False)
+OIDC_REQUIRE_VERIFIED_EMAIL = env_bool("OIDC_REQUIRE_VERIFIED_EMAIL", False)
+OIDC_REQUIRED_CLAIMS = [
+    name.strip() for name in env_str("OIDC_REQUIRED_CLAIMS", "email").split(",") if name.strip()
+]
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_AFFILIATION_CLAIM = env_str("OIDC_AFFILIATION_CLAIM", "")
+OIDC_AFFILIATION_MAP = env_pairs("OIDC_AFFILIATION_MAP") or {
+    "academic": "academic",
+    "commercial": "commercial",
+}
+OIDC_AFFILIATION_DEFAULT = env_choice(
+    "OIDC_AFFILIATION_DEFAULT", "commercial", ["academic", "commercial"]
+)
+OIDC_TEAMS_CLAIM = env_str("OIDC_TEAMS_CLAIM", "")
+# mozilla-django-oidc: our views, PKCE, the id token kept for the provider's sign-out, and a
+# silent renewal at the provider (prompt=none) once the session is this old.
+OIDC_AUTHENTICATE_CLASS = "apps.accounts.oidc.SignInStartView"
+OIDC_CALLBACK_CLASS = "apps.accounts.oidc.SignInCallbackView"
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = True
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", 900, minimum=60)
 if OIDC_ENABLED:
-    OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET", "")
-    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
-    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
-    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
-    OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT", "")
-    OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT", "")
-    OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT", "")
-    OIDC_OP_LABEL = env_str("OIDC_OP_LABEL", "your institution")
-    AUTHENTICATION_BACKENDS.append("apps.accounts.oidc.InstitutionOIDCBackend")
-    LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
+    check_oidc_settings(
+        discovery_url=OIDC_OP_DISCOVERY_URL,
+        issuer=OIDC_OP_ISSUER,
+        authorization=OIDC_OP_AUTHORIZATION_ENDPOINT,
+        token=OIDC_OP_TOKEN_ENDPOINT,
+        jwks=OIDC_OP_JWKS_ENDPOINT,
+        algorithm=OIDC_RP_SIGN_ALGO,
+        secret=OIDC_RP_CLIENT_SECRET,
+        affiliation_map=OIDC_AFFILIATION_MAP,
+    )
+    AUTHENTICATION_BACKENDS.append("apps.accounts.oidc.ProviderBackend")
+# Whether the sign-in page shows the username/password form (it always does on the way to
+# the admin); off, local sign-up closes too.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+
+# allauth's rate limits (failed sign-ins per account and per address) count the client's
+# address: behind this many reverse proxies it is taken from X-Forwarded-For.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# Staff open the admin only after a second factor (TOTP, with recovery codes): django-allauth's
+# MFA, enforced by apps.accounts.middleware.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Anvil"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

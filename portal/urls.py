@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.keys.urls import management_urls
+
+# The admin's login is allauth's, with its rate limits and its second factor
+# (apps.accounts.middleware asks staff for one before any admin page).
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="catalog:models", permanent=False)),

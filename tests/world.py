@@ -91,3 +91,24 @@ def wait_for_settlements(timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"a hold is still open after {timeout} s")
         time.sleep(0.01)
+
+
+def sign_in_staff(client, user: User) -> None:
+    """``client.force_login`` for the admin, which opens for staff only after a second factor
+    (apps.accounts.middleware): the person gets TOTP set up, and this session a record of
+    having used it, as allauth keeps one."""
+    import time
+
+    from allauth.account.internal.flows import login
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
+        TOTP.activate(user, generate_totp_secret())
+    client.force_login(user)
+    session = client.session
+    session[login.AUTHENTICATION_METHODS_SESSION_KEY] = [
+        {"method": "mfa", "type": "totp", "at": time.time()}
+    ]
+    session[login._AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+    session.save()

@@ -23,3 +23,28 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+
+class ProviderIdentity(models.Model):
+    """A person's account at an OpenID Connect provider. The provider's issuer and its stable
+    subject (``iss`` + ``sub``) say who someone is; an e-mail address alone never does."""
+
+    user = models.ForeignKey(User, models.CASCADE, related_name="provider_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+    last_sign_in = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "provider identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="accounts_identity_unique_subject_per_issuer"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "issuer"], name="accounts_identity_unique_user_per_issuer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

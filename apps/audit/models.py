@@ -23,6 +23,9 @@ class AuditAction(models.TextChoices):
     KEY_REVOKED = "key_revoked", "API key revoked"
     KEY_ARCHIVED = "key_archived", "API key archived"
     CREDITS_ALLOCATED = "credits_allocated", "Grant credits allocated"
+    MEMBER_ADDED = "member_added", "Member added to the team"
+    MEMBER_REMOVED = "member_removed", "Member removed from the team"
+    MEMBER_ROLE_CHANGED = "member_role_changed", "Member role changed"
 
 
 def describe(values) -> str:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditAction, AuditEntry
 from apps.core.formats import format_credits
+from apps.grants.models import Grant
 
 
 def _plain(value):
@@ -63,3 +64,16 @@ def audit_credits_allocated(*, grant, actor, before: Decimal | None) -> AuditEnt
         before={"credits_allocated": before},
         after={"credits_allocated": grant.credits_allocated},
     )
+
+
+def audit_membership(*, membership, actor, action: str, before=None, after=None, via: str = ""):
+    """Record a change of a team's membership in the log of each of the team's grants (their
+    admins read it there), or once without a grant (staff only) when the team has none."""
+    if via:
+        after = {**(after or {}), "via": via}
+    target = f"{membership.user.get_username()} in team {membership.team.name}"
+    grants = list(Grant.objects.filter(team_id=membership.team_id).order_by("pk")) or [None]
+    for grant in grants:
+        audit_record(
+            actor=actor, action=action, grant=grant, target=target, before=before, after=after
+        )

@@ -35,7 +35,7 @@ class TeamAdmin(admin.ModelAdmin):
                     team=form.instance, user=membership.user, role=membership.role, actor=actor
                 )
             else:
-                membership_role_change(membership=membership, role=membership.role)
+                membership_role_change(membership=membership, role=membership.role, actor=actor)
         for membership in formset.new_objects:
             membership_create(
                 team=form.instance, user=membership.user, role=membership.role, actor=actor

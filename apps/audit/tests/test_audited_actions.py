@@ -12,6 +12,7 @@ from apps.audit.models import AuditAction, AuditEntry
 from apps.grants.models import Grant
 from apps.limits.models import MemberLimit
 from apps.limits.services import member_limit_change
+from tests.world import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +78,7 @@ def test_it_records_key_actions_over_the_rest_api(world, bob_key):
 
 
 def test_it_records_a_key_revoked_by_staff_in_the_admin(client, world, bob_key, operator):
-    client.force_login(operator)
+    sign_in_staff(client, operator)
     client.post(
         reverse("admin:keys_apikey_changelist"),
         {"action": "revoke", "_selected_action": [bob_key.pk]},
@@ -99,7 +100,7 @@ def grant_form(grant: Grant, credits: str) -> dict:
 
 
 def test_it_records_credits_allocated_by_staff(client, world, operator):
-    client.force_login(operator)
+    sign_in_staff(client, operator)
     url = reverse("admin:grants_grant_change", args=[world.grant.pk])
     response = client.post(url, grant_form(world.grant, "2500.25"))
     assert response.status_code == 302, response.content
@@ -113,7 +114,7 @@ def test_it_records_credits_allocated_by_staff(client, world, operator):
 
 
 def test_it_records_the_pool_of_a_new_grant(client, world, operator):
-    client.force_login(operator)
+    sign_in_staff(client, operator)
     form = grant_form(world.grant, "300") | {"identifier": "new-grant"}
     response = client.post(reverse("admin:grants_grant_add"), form)
     assert response.status_code == 302, response.content
@@ -124,7 +125,7 @@ def test_it_records_the_pool_of_a_new_grant(client, world, operator):
 
 
 def test_it_records_a_member_limit_set_by_staff_in_the_admin(client, world, operator):
-    client.force_login(operator)
+    sign_in_staff(client, operator)
     client.post(
         reverse("admin:limits_memberlimit_add"),
         {"grant": world.grant.pk, "user": world.bob.pk, "monthly_limit": "12.5"},
@@ -157,7 +158,7 @@ def test_it_lifts_a_member_limit_in_the_admin_only_by_saving_it_empty(client, wo
         grant=world.grant, user=world.bob, monthly_limit=Decimal("3"), changed_by=world.alice
     )
     limit = MemberLimit.objects.get()
-    client.force_login(operator)
+    sign_in_staff(client, operator)
     delete = reverse("admin:limits_memberlimit_delete", args=[limit.pk])
     assert client.get(delete).status_code == 403
     client.post(reverse("admin:limits_memberlimit_change", args=[limit.pk]), {"monthly_limit": ""})

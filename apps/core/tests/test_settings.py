@@ -30,6 +30,17 @@ def test_it_parses_lists():
         env.env_list("H", ["a"], environ={"H": " , "})
 
 
+def test_it_reads_choices_and_pairs():
+    assert env.env_choice("A", "RS256", ["RS256", "HS256"], environ={}) == "RS256"
+    with pytest.raises(ImproperlyConfigured, match="A must be one of RS256, HS256"):
+        env.env_choice("A", "RS256", ["RS256", "HS256"], environ={"A": "none"})
+    pairs = env.env_pairs("M", environ={"M": "staff=academic, company = commercial,"})
+    assert pairs == {"staff": "academic", "company": "commercial"}
+    assert env.env_pairs("M", environ={}) == {}
+    with pytest.raises(ImproperlyConfigured, match="M must be name=value pairs"):
+        env.env_pairs("M", environ={"M": "staff"})
+
+
 def test_it_checks_the_time_zone():
     assert env.env_time_zone("TZ", "Europe/Warsaw", environ={}) == "Europe/Warsaw"
     with pytest.raises(ImproperlyConfigured, match="TIME_ZONE must be an IANA time zone"):
@@ -84,6 +95,14 @@ def run_check(**overrides) -> subprocess.CompletedProcess:
         ({"DEBUG": "false"}, "SECRET_KEY"),
         ({"DEBUG": "false", "SECRET_KEY": "k" * 40}, "API_KEY_PEPPER"),
         ({"ALLOWED_HOSTS": ","}, "ALLOWED_HOSTS"),
+        ({"OIDC_RP_SIGN_ALGO": "none"}, "OIDC_RP_SIGN_ALGO"),
+        ({"OIDC_RP_CLIENT_ID": "anvil"}, "OIDC_OP_DISCOVERY_URL"),
+        (
+            {"OIDC_RP_CLIENT_ID": "anvil", "OIDC_OP_DISCOVERY_URL": "https://idp.example.org"}
+            | {"OIDC_RP_SIGN_ALGO": "HS256"},
+            "OIDC_RP_CLIENT_SECRET",
+        ),
+        ({"OIDC_AFFILIATION_MAP": "staff"}, "OIDC_AFFILIATION_MAP"),
     ],
 )
 def test_it_stops_at_start_naming_the_bad_variable(overrides, variable):

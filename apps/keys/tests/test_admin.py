@@ -6,6 +6,7 @@ from django.urls import reverse
 from apps.accounts.models import User
 from apps.keys.auth import Refusal, api_key_authenticate
 from apps.keys.models import ApiKey
+from tests.world import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff_client(client):
     admin = User.objects.create_superuser("operator", "op@example.org", "pw-operator-123")
-    client.force_login(admin)
+    sign_in_staff(client, admin)
     return client
 
 

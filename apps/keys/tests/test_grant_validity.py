@@ -18,6 +18,7 @@ from apps.grants.models import Grant
 from apps.keys.auth import Refusal, api_key_authenticate
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create, management_key_create
+from tests.world import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
@@ -170,7 +171,7 @@ def test_it_applies_new_dates_from_the_admin_at_once(
     from apps.accounts.models import User
 
     assert api_key_authenticate(secret=bob_secret).ok  # cached, with the old dates
-    client.force_login(User.objects.create_superuser("operator", "op@example.org", "pw-op-12"))
+    sign_in_staff(client, User.objects.create_superuser("operator", "op@example.org", "pw-op-12"))
     yesterday = timezone.localdate() - DAY
     form = {
         "team": world.team.pk,

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from apps.limits.models import MemberLimit
 from apps.limits.services import member_limit_change
+from tests.world import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def admin_client(client, world):
     world.alice.is_staff = world.alice.is_superuser = True
     world.alice.save()
-    client.force_login(world.alice)
+    sign_in_staff(client, world.alice)
     return client
 
 

@@ -9,11 +9,12 @@ import pytest
 from django.urls import reverse
 
 from apps.accounts.models import User
+from apps.audit.models import AuditAction, AuditEntry
 from apps.keys.auth import Refusal, api_key_authenticate
 from apps.keys.services import api_key_create
 from apps.limits.services import member_limits_change_all
 from apps.teams.models import Membership, Role
-from tests.world import make_user
+from tests.world import make_user, sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def operator(client):
     user = User.objects.create_superuser("operator", "op@example.org", "pw-operator-123")
-    client.force_login(user)
+    sign_in_staff(client, user)
     return user
 
 
@@ -79,6 +80,9 @@ def test_it_revokes_the_keys_of_a_member_removed_in_the_admin(
 def test_it_changes_a_role_in_the_admin(client, world, operator):
     save(client, world, existing_rows(world, bob={"role": Role.MANAGER}))
     assert Membership.objects.get(team=world.team, user=world.bob).role == Role.MANAGER
+    entry = AuditEntry.objects.get(action=AuditAction.MEMBER_ROLE_CHANGED)
+    assert (entry.actor, entry.grant, entry.target) == (operator, world.grant, "bob in team a-team")
+    assert (entry.before, entry.after) == ({"role": "member"}, {"role": "manager"})
 
 
 def test_it_treats_another_person_in_a_row_as_one_leaving_and_one_joining(

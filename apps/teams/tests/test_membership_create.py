@@ -39,7 +39,7 @@ def test_it_gives_a_later_joiner_the_collective_limit(world):
     assert (change.before, change.after, change.scope, change.changed_by) == (
         None, Decimal("5"), LimitScope.COLLECTIVE, world.alice,
     )  # fmt: skip
-    entry = AuditEntry.objects.get(target__contains="dave")
+    entry = AuditEntry.objects.get(target__contains="dave", action=AuditAction.MEMBER_LIMIT_CHANGED)
     assert (entry.action, entry.grant, entry.after) == (
         AuditAction.MEMBER_LIMIT_CHANGED, world.grant, {"monthly_limit": "5"},
     )  # fmt: skip

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from apps.usage.tests.conftest import place, spend
+from tests.world import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.django_db
 def admin_client(client, world):
     world.alice.is_staff = world.alice.is_superuser = True
     world.alice.save()
-    client.force_login(world.alice)
+    sign_in_staff(client, world.alice)
     return client
 
 
