@@ -5,8 +5,11 @@ import time
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
-from allauth.core import context
+from allauth.core import context as allauth_context
+from allauth.utils import build_absolute_uri
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.urls import reverse
 
 from apps.accounts.oidc import provider_logout_url
 
@@ -41,4 +44,25 @@ class AccountAdapter(DefaultAccountAdapter):
         after signing in are not asked for the password they just typed."""
         if not super().is_reauthentication_required(app=app, **kwargs):
             return False
-        return not signed_in_with_password_recently(context.request)
+        return not signed_in_with_password_recently(allauth_context.request)
+
+    def send_password_reset_mail(self, user, email: str, context: dict) -> None:
+        """No reset link for an account that signs in only through the identity provider (it
+        would give it an Anvil password): a mail that says to sign in there instead."""
+        if not user.signs_in_only_through_provider:
+            super().send_password_reset_mail(user, email, context)
+            return
+        request = allauth_context.request
+        said = {
+            "username": user.username,
+            "label": settings.OIDC_OP_LABEL,
+            "login_url": build_absolute_uri(request, reverse("account_login")),
+        }
+        self.send_mail("account/email/password_reset_provider_only", email, said)
+
+    def set_password(self, user, password: str) -> None:
+        """Every allauth page that sets a password comes here: never one for an account that
+        signs in only through the identity provider (apps.accounts.views refuse it first)."""
+        if user.signs_in_only_through_provider:
+            raise PermissionDenied("This account signs in through the identity provider only.")
+        super().set_password(user, password)
