@@ -141,6 +141,10 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "email", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
+# Before a change to an account's security (setting up a second factor, say) allauth asks for
+# the password again unless it was typed, at sign-in or since, this many seconds ago
+# (apps.accounts.adapters).
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 
 # Institutional sign-in (OpenID Connect, apps/accounts/oidc.py) switches on when its client id
 # is set; README lists what each variable does.

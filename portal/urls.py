@@ -15,6 +15,7 @@ admin.site.login = secure_admin_login(admin.site.login)
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="catalog:models", permanent=False)),
     path("admin/", admin.site.urls),
+    path("accounts/", include("apps.accounts.urls")),  # before allauth's: some of its pages
     path("accounts/", include("allauth.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("models/", include("apps.catalog.urls")),
