@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.shortcuts import get_object_or_404
+
 from apps.jobs.models import Job
 
 MAX_IDS = 100
@@ -26,6 +28,11 @@ def jobs_by_ids(*, owner_id: int, ids: list[str]) -> dict[str, Job | None]:
         job.public_id: job for job in Job.objects.filter(owner_id=owner_id, public_id__in=wanted)
     }
     return {text: found.get(public_id) for text, public_id in parsed.items()}
+
+
+def job_for_owner(*, owner_id: int, public_id: uuid.UUID) -> Job:
+    """The owner's job; Http404 for anyone else's (its existence is not leaked)."""
+    return get_object_or_404(Job, owner_id=owner_id, public_id=public_id)
 
 
 def job_list(*, owner_id: int, status: str | None = None, limit: int = 20) -> list[Job]:
