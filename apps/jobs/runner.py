@@ -6,7 +6,8 @@ interactive request of its key; nothing here touches credits.
 Jobs take at most JOBS_MAX_SLOT_SHARE of a model's slots: before its admission a job takes a
 slot of the model's job share (``model_slot`` of ``jobs:<model>``), and waits there, queued,
 while the share is used. While it runs, every FLUSH_SECONDS the log so far and a sign of life
-are written; that write also tells a cancelled (or deleted, or retried) job to stop, which
+are written (only a sign of life every few seconds while nothing changes, as while queued);
+that write also tells a cancelled (or deleted, or retried) job to stop, which
 closes the backend request, and the admission settles what was generated.
 """
 
@@ -16,6 +17,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -36,7 +38,8 @@ from apps.usage.models import Outcome
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.5  # the log is written at least this often while a job runs
+FLUSH_SECONDS = 0.5  # new output is written at least this often while a job runs
+QUIET_SECONDS = 5  # with nothing new (waiting for a slot), a sign of life this often
 SHARE_QUEUE = 100_000  # jobs wait for the share for as long as it takes, in any number
 
 
@@ -81,16 +84,22 @@ async def job_execute(job_id: int) -> None:
         return
     run = Run(job)
     working = asyncio.ensure_future(_work(run))
+    written = (None, "")  # the hold and log last written
+    quiet = min(QUIET_SECONDS, settings.JOBS_LOST_SECONDS / 4)
+    last = time.monotonic()
     while not working.done():
         await asyncio.wait([working], timeout=FLUSH_SECONDS)
         if working.done():
             break
         admission = run.admission
-        hold_id = admission.hold.pk if admission is not None else None
+        now = (admission.hold.pk if admission is not None else None, run.log)
+        if now == written and time.monotonic() - last < quiet:
+            continue  # nothing new: only a sign of life now and then
         if not await _db(services.job_flush)(
-            job_id=job.pk, attempt=job.attempts, log=run.log, hold_id=hold_id
+            job_id=job.pk, attempt=job.attempts, log=now[1], hold_id=now[0]
         ):
             await _stop(run, working)
+        written, last = now, time.monotonic()
     await _finish(run, working)
 
 

@@ -41,6 +41,8 @@ def test_it_runs_three_inputs_and_the_log_grows_while_they_run(jobs):
         assert job["usage"]["prompt_tokens"] == entry.prompt_tokens
         assert Decimal(job["usage"]["credits"]) == entry.credits > 0
     assert LedgerEntry.objects.filter(api_key=jobs.key, outcome=Outcome.OK).count() == 3
+    if jobs.workers is not None:  # the output is the user's: never in the worker's log
+        assert "w29" not in jobs.workers.log() and "succeeded" in jobs.workers.log()
     jobs.settled()
 
 
