@@ -95,9 +95,14 @@ async def job_execute(job_id: int) -> None:
         now = (admission.hold.pk if admission is not None else None, run.log)
         if now == written and time.monotonic() - last < quiet:
             continue  # nothing new: only a sign of life now and then
-        if not await _db(services.job_flush)(
-            job_id=job.pk, attempt=job.attempts, log=now[1], hold_id=now[0]
-        ):
+        try:
+            keep_on = await _db(services.job_flush)(
+                job_id=job.pk, attempt=job.attempts, log=now[1], hold_id=now[0]
+            )
+        except Exception:  # the database away for a moment: the next flush tries again
+            logger.warning("Job %s: writing its log failed", job.pk, exc_info=True)
+            continue
+        if not keep_on:
             await _stop(run, working)
         written, last = now, time.monotonic()
     await _finish(run, working)

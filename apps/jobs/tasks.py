@@ -6,7 +6,10 @@ from apps.jobs import services
 from apps.jobs.queue import jobs_loop
 
 
-@shared_task(ignore_result=True)
+# Acknowledged once run: a worker lost before it claimed the job leaves the message to be
+# delivered again (after Redis's visibility timeout); one lost after finds the job claimed,
+# and the lost-jobs sweep retries it.
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(job_id: int) -> None:
     """Run one job to its end on this worker (a duplicate delivery finds it claimed)."""
     from apps.jobs.runner import job_execute

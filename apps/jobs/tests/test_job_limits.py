@@ -45,3 +45,18 @@ def test_another_persons_job_reads_as_not_found(jobs):
     assert done["log"]
     eventually(lambda: jobs.job(bobs)["status"] == "done", timeout=30)
     jobs.settled()
+
+
+def test_a_backend_breaking_off_fails_the_job_and_charges_what_it_generated(jobs):
+    jobs.add_model("chat-drops", upstream="org/chat-drops@fault=drop-after:5")
+    [job_id] = jobs.submit(["Hello"], model="chat-drops")
+    job = eventually(
+        lambda: (j := jobs.job(job_id))["status"] == "failed" and j, timeout=30, what="failed"
+    )
+    lines = job["log"].splitlines()
+    assert lines[-1] == "Failed: The model's backend broke off the answer."
+    assert len(lines) == 2 and lines[0]  # what was generated, then why it failed
+    entry = LedgerEntry.objects.get(api_key=jobs.key)
+    assert entry.outcome == "backend_error" and entry.completion_tokens == 5
+    assert Decimal(job["usage"]["credits"]) == entry.credits > 0
+    jobs.settled()
