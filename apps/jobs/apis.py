@@ -69,7 +69,7 @@ def job_data(job: Job | None) -> dict:
         "usage": {
             "prompt_tokens": job.prompt_tokens if ended else None,
             "completion_tokens": job.completion_tokens if ended else None,
-            "credits": str(job.credits.normalize()) if ended and job.credits is not None else None,
+            "credits": job.credits_text if ended else None,
         },
     }  # fmt: skip
 
@@ -169,13 +169,17 @@ class JobDetailApi(APIView):
         public_id = selectors.public_id_parse(ids)
         owner_id = request.user.pk
         purge = request.query_params.get("purge", "").lower() in ("1", "true", "yes")
-        if (
-            public_id is not None
-            and purge
-            and services.job_delete(owner_id=owner_id, public_id=public_id)
-        ):
+        if public_id is None:
+            return not_found(ids)
+        if purge:
+            if not services.job_delete(owner_id=owner_id, public_id=public_id):
+                return not_found(ids)
             return Response({"success": True, "jobs": {ids: {"status": "deleted"}}})
-        job = services.job_cancel(owner_id=owner_id, public_id=public_id) if public_id else None
-        if job is None or purge:
-            return Response({"success": False, "error": f"ids: no job {ids}."}, status=404)
+        job = services.job_cancel(owner_id=owner_id, public_id=public_id)
+        if job is None:
+            return not_found(ids)
         return Response({"success": True, "jobs": {ids: job_data(job)}})
+
+
+def not_found(ids: str) -> Response:
+    return Response({"success": False, "error": f"ids: no job {ids}."}, status=404)

@@ -78,5 +78,13 @@ class Job(models.Model):
         return max(int((end - self.started_at).total_seconds()), 0)
 
     @property
+    def credits_text(self) -> str | None:
+        """The credits charged as a plain decimal string ("10", never "1E+1"); None until
+        the job has ended."""
+        if self.credits is None:
+            return None
+        return format(self.credits.normalize(), "f")
+
+    @property
     def active(self) -> bool:
         return self.status in ACTIVE

@@ -123,7 +123,10 @@ async def _finish(run: Run, working: asyncio.Future) -> None:
     admission = run.admission
     entry = None
     if admission is not None and admission.settlement is not None:
-        entry = await asyncio.shield(admission.settlement)
+        try:
+            entry = await asyncio.shield(admission.settlement)
+        except Exception:  # logged by the ledger; the hold is withdrawn when it expires
+            entry = None
     if run.stopped:
         status, log = Status.CANCELLED, run.log
     elif run.reason is not None:
