@@ -104,7 +104,10 @@ def job_flush(*, job_id: int, attempt: int, log: str, hold_id: int | None) -> bo
 
 
 def _attempt(job_id: int, attempt: int):
-    return Job.objects.filter(pk=job_id, attempts=attempt, status__in=ACTIVE)
+    """The job while this attempt has it: claimed (not swept since) and not ended."""
+    return Job.objects.filter(
+        pk=job_id, attempts=attempt, status__in=ACTIVE, heartbeat_at__isnull=False
+    )
 
 
 def job_finish(
