@@ -236,6 +236,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Three choice sets of fields named "status": an API key's, a job's, and a job's or
+    # "not_found" for an id asked about (apps/jobs/apis.py).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": ["active", "expired", "revoked"],
+        "JobStatusEnum": "apps.jobs.models.Status",
+        "JobLookupStatusEnum": "apps.jobs.apis.LOOKUP_STATUSES",
+    },
 }
 
 LANGUAGE_CODE = "en-gb"

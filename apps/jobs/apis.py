@@ -25,13 +25,16 @@ AUTH_ERRORS = {
 }
 
 
+LOOKUP_STATUSES = [*Status.values, "not_found"]
+
+
 class FailureOutput(serializers.Serializer):
     success = serializers.BooleanField(default=False)
     error = serializers.CharField(help_text="What is wrong, naming the field.")
 
 
 class StateOutput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=Status.values)
+    status = serializers.ChoiceField(choices=Status.choices)
     log = serializers.CharField(help_text="The output so far; it grows while the job runs.")
     outputFiles = serializers.ListField(child=serializers.CharField())
     commandLine = serializers.CharField()
@@ -45,7 +48,7 @@ class UsageOutput(serializers.Serializer):
 
 
 class JobOutput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=[*Status.values, "not_found"])
+    status = serializers.ChoiceField(choices=LOOKUP_STATUSES)
     log = serializers.CharField(required=False)
     states = serializers.DictField(child=StateOutput(), required=False)
     created = serializers.DateTimeField(required=False)
