@@ -38,6 +38,13 @@ class LoopThread:
                 self._loop, self._thread, self._pid = loop, thread, os.getpid()
             return self._loop
 
+    @property
+    def running(self) -> bool:
+        """Whether this process has started the loop (and not stopped it)."""
+        with self._lock:
+            alive = self._thread is not None and self._thread.is_alive()
+            return self._loop is not None and self._pid == os.getpid() and alive
+
     def submit(self, coroutine: Coroutine) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
 

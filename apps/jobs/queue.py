@@ -20,3 +20,15 @@ def job_enqueue(job_id: int) -> None:
     from apps.jobs.tasks import run_job
 
     run_job.apply_async(args=[job_id], queue=settings.JOBS_QUEUE)
+
+
+def jobs_stop() -> None:
+    """Let this process's jobs loop write the settlements it started, then stop it (jobs
+    still running are cancelled: their admissions settle what was generated, and the sweep
+    retries them)."""
+    if not jobs_loop.running:
+        return
+    from apps.usage.ledger import adrain
+
+    jobs_loop.run(adrain())
+    jobs_loop.stop()

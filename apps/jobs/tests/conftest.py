@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.catalog.models import CatalogModel, Kind
-from apps.jobs.queue import jobs_loop
+from apps.jobs.queue import jobs_stop
 from apps.keys.models import ApiKey
 from apps.keys.services import api_key_create
 from apps.usage.models import Hold
@@ -176,7 +176,7 @@ def jobs(request, world, anvil_server, devbackend, settings, tmp_path):
     finally:
         if workers is not None:
             workers.stop()
-        jobs_loop.stop()
+        jobs_stop()
 
 
 def echo(words: int) -> str:

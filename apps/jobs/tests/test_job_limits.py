@@ -44,6 +44,11 @@ def test_another_persons_job_reads_as_not_found(jobs):
     )
     assert done["log"]
     eventually(lambda: jobs.job(bobs)["status"] == "done", timeout=30)
+    with jobs.api() as api:
+        done = api.get("/jobs", params={"status": "done", "limit": 5}).json()["jobs"]
+        assert [job["id"] for job in done] == [bobs]
+        assert api.get("/jobs", params={"status": "running"}).json()["jobs"] == []
+        assert api.get("/jobs", params={"status": "bogus"}).status_code == 400
     jobs.settled()
 
 

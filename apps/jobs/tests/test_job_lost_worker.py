@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.jobs.models import Job
-from apps.jobs.queue import jobs_loop
+from apps.jobs.queue import jobs_stop
 from apps.jobs.services import jobs_sweep_lost
 from apps.jobs.tests.conftest import TPS, Jobs, echo
 from apps.keys.services import api_key_create
@@ -103,4 +103,4 @@ def test_a_web_process_killed_mid_job_in_process_mode_has_it_retried(
         assert entry.completion_tokens == done["usage"]["completion_tokens"]
         jobs.settled()
     finally:
-        jobs_loop.stop()
+        jobs_stop()
