@@ -31,7 +31,7 @@ from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
-from apps.keys.auth import AuthResult, aapi_key_authenticate
+from apps.keys.auth import AuthResult, aapi_key_authenticate, aapi_key_standing
 from apps.keys.models import ApiKey
 from apps.usage import ledger
 from apps.usage.models import Hold, Outcome
@@ -52,6 +52,8 @@ class Ask:
     prompt: PromptSize
     max_tokens: int | None
     choices: int = 1  # completions the backend generates: n (best_of) for each prompt
+    # A request made later on the key's behalf (a job): the key by id, judged when admitted.
+    key_id: int | None = None
 
 
 MAX_TOKEN_COUNT = 2**31 - 1  # the ledger's integer columns
@@ -163,8 +165,8 @@ class admitted:
 
     async def __aenter__(self) -> Admission:
         started = time.monotonic()
-        key = await aauthenticate(self.ask.secret)
         ask = self.ask
+        key = await (aauthenticate(ask.secret) if ask.key_id is None else akey(ask.key_id))
         model = check_model(
             key=key, catalog=self.catalog, name=ask.model_name, endpoint=ask.endpoint
         )
@@ -275,6 +277,10 @@ async def aauthenticate(secret: str | None) -> ApiKey:
     if not secret:
         raise _missing_key()
     return _accepted(await aapi_key_authenticate(secret=secret))
+
+
+async def akey(key_id: int) -> ApiKey:
+    return _accepted(await aapi_key_standing(key_id=key_id))
 
 
 def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: str) -> ServedModel:

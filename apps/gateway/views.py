@@ -98,7 +98,7 @@ async def serve(request, endpoint: Endpoint) -> HttpResponse:
         if parsed.stream:
             return await _answer_stream(admitting, parsed)
         async with admitting as admission:
-            upstream = _upstream_body(parsed.body, admission, stream=False)
+            upstream = upstream_body(parsed.body, admission, stream=False)
             payload = await relay.forward(admission, parsed.endpoint.path, upstream)
         answer = JsonResponse(payload)
         for name, value in admission.headers().items():
@@ -123,7 +123,7 @@ async def _answer_stream(admitting: admitted, parsed: Parsed) -> HttpResponse:
     events = relay.stream(
         admitting,
         parsed.endpoint.path,
-        lambda admission: _upstream_body(parsed.body, admission, stream=True),
+        lambda admission: upstream_body(parsed.body, admission, stream=True),
         parsed.wants_usage,
     )
     first = await anext(events)
@@ -136,7 +136,8 @@ async def _answer_stream(admitting: admitted, parsed: Parsed) -> HttpResponse:
     return answer
 
 
-def _upstream_body(body: dict, admission, *, stream: bool) -> dict:
+def upstream_body(body: dict, admission, *, stream: bool) -> dict:
+    """The body the backend gets: the client's, for the admitted model and max_tokens."""
     upstream = dict(body)
     upstream["model"] = admission.model.upstream_model
     if "stream" in body:

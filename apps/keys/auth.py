@@ -129,6 +129,12 @@ def _refuse_malformed(kind: KeyKind, secret: str) -> AuthResult:
 def _judge(kind: KeyKind, secret: str, key) -> AuthResult:
     if key is None or not secret_matches(secret, key.digest):
         return _refuse(kind, Refusal.UNKNOWN)
+    return _judge_standing(kind, key)
+
+
+def _judge_standing(kind: KeyKind, key) -> AuthResult:
+    """Whether a key known to be the caller's still works: not archived, revoked or expired,
+    its owner active, its grant valid today."""
     if getattr(key, "archived_at", None):
         return _refuse(kind, Refusal.ARCHIVED)
     if key.revoked_at:
@@ -205,6 +211,16 @@ def api_key_authenticate(*, secret: str) -> AuthResult:
 
 async def aapi_key_authenticate(*, secret: str) -> AuthResult:
     return await _aauthenticate(API, secret)
+
+
+async def aapi_key_standing(*, key_id: int) -> AuthResult:
+    """The API key with id ``key_id`` judged as if its secret had been sent now: for work
+    done later on the owner's behalf (a job's worker holds the key's id, never its secret)."""
+    query = API.queryset().filter(pk=key_id).first
+    key = await sync_to_async(query, thread_sensitive=False)()
+    if key is None:
+        return _refuse(API, Refusal.UNKNOWN)
+    return _judge_standing(API, key)
 
 
 def management_key_authenticate(*, secret: str) -> AuthResult:
