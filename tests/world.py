@@ -17,6 +17,7 @@ from apps.accounts.models import User
 from apps.catalog.models import Backend, CatalogModel, Kind
 from apps.grants.models import Grant
 from apps.teams.models import Membership, Role, Team
+from tests.waiting import eventually
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -82,12 +83,6 @@ def wait_for_settlements(timeout: float = 5.0) -> None:
     goes out (``apps.usage.ledger.asettle``), so a test that reads the ledger or the counters
     after an answer waits for this first, as a client reading its usage a moment later
     would."""
-    import time
-
     from apps.usage.models import Hold
 
-    deadline = time.monotonic() + timeout
-    while Hold.objects.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"a hold is still open after {timeout} s")
-        time.sleep(0.01)
+    eventually(lambda: not Hold.objects.exists(), timeout=timeout, what="every credit hold settled")
