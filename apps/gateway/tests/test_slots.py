@@ -385,7 +385,7 @@ def test_it_shares_the_limit_between_event_loops_of_one_process(backend):
                 with lock:
                     counts["now"] += 1
                     counts["peak"] = max(counts["peak"], counts["now"])
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the slot held a while: the two loops contend
                 with lock:
                     counts["now"] -= 1
             finished.append(1)
@@ -430,7 +430,7 @@ async def crowd():
         ticket = await slots.acquire(model=model, grant=mode, max_concurrency=3, queue_size=100)
         try:
             await r.rpush(prefix + ":seen", await r.incr(prefix + ":current"))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the slot held a while: the processes contend
             await r.decr(prefix + ":current")
         finally:
             await slots.release(ticket)
