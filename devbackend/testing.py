@@ -43,24 +43,32 @@ def _command(port: int | None, options: dict[str, object]) -> list[str]:
 
 
 def _read_url(process: subprocess.Popen, *, deadline: float) -> str:
+    """The URL from the server's "listening on" line, read as its lines come (an ended
+    process closes its output, which ends the wait at once)."""
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline and process.poll() is None:
-            if selector.select(timeout=0.05):
-                line = process.stdout.readline().decode()
-                if "listening on " in line:
-                    return line.split("listening on ", 1)[1].split()[0]
+        while selector.select(timeout=max(deadline - time.monotonic(), 0)):
+            line = process.stdout.readline().decode()
+            if not line:
+                break
+            if "listening on " in line:
+                return line.split("listening on ", 1)[1].split()[0]
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1)  # ended: its exit code
     raise RuntimeError(f"devbackend did not start (exit code {process.poll()})")
 
 
-def _wait_healthy(url: str, *, deadline: float) -> None:
-    with httpx.Client(trust_env=False, timeout=1) as client:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{url}/health").status_code == 200:
-                    return
-            time.sleep(0.02)
-    raise RuntimeError(f"devbackend at {url} never answered /health")
+def _check_healthy(url: str, *, deadline: float) -> None:
+    """One ``/health`` request, no retries: the server listens on its socket before it
+    prints its URL, so the request waits in the socket's backlog until it is served (or
+    fails at once if the server exits first)."""
+    try:
+        timeout = max(deadline - time.monotonic(), 0.1)
+        answer = httpx.get(f"{url}/health", timeout=timeout, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"devbackend at {url} never answered /health ({exc!r})") from None
+    if answer.status_code != 200:
+        raise RuntimeError(f"devbackend at {url} answered /health with {answer.status_code}")
 
 
 def start_devbackend(
@@ -84,7 +92,7 @@ def start_devbackend(
     deadline = time.monotonic() + timeout
     try:
         url = _read_url(process, deadline=deadline)
-        _wait_healthy(url, deadline=deadline)
+        _check_healthy(url, deadline=deadline)
     except BaseException:
         stop_devbackend(process)
         raise

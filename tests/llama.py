@@ -27,11 +27,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import eventually
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "smollm2-135m-embed"
@@ -117,18 +118,26 @@ class LlamaServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _wait_ready(server: LlamaServer, *, deadline: float) -> None:
+def _wait_ready(server: LlamaServer, *, timeout: float) -> None:
+    def not_ready() -> RuntimeError:
+        code = server.process.poll()
+        return RuntimeError(
+            f"llama.cpp server at {server.url} never answered /v1/models (exit code {code}):\n"
+            + server.log()[-2000:]
+        )
+
+    def ready() -> bool:
+        if server.process.poll() is not None:
+            raise not_ready()
+        with contextlib.suppress(httpx.HTTPError):
+            return client.get(f"{server.url}/v1/models").status_code == 200
+        return False
+
     with httpx.Client(trust_env=False, timeout=2) as client:
-        while time.monotonic() < deadline and server.process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{server.url}/v1/models").status_code == 200:
-                    return
-            time.sleep(0.05)
-    code = server.process.poll()
-    raise RuntimeError(
-        f"llama.cpp server at {server.url} never answered /v1/models (exit code {code}):\n"
-        + server.log()[-2000:]
-    )
+        try:
+            eventually(ready, timeout=timeout, what="llama.cpp answering /v1/models")
+        except AssertionError:
+            raise not_ready() from None
 
 
 def start_llama_server(*, port: int | None = None, timeout: float = 60.0) -> LlamaServer:
@@ -145,7 +154,7 @@ def start_llama_server(*, port: int | None = None, timeout: float = 60.0) -> Lla
         )
     server = LlamaServer(url=f"http://127.0.0.1:{port}", process=process, workdir=workdir)
     try:
-        _wait_ready(server, deadline=time.monotonic() + timeout)
+        _wait_ready(server, timeout=timeout)
     except BaseException:
         stop_llama_server(server)
         raise

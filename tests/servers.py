@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from dataclasses import dataclass
 
 import pytest
 import uvicorn
+
+from tests.waiting import eventually
 
 
 def free_port() -> int:
@@ -33,19 +34,37 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling when its startup is over (``ready``): started, or not."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets=None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+
 def start_uvicorn(app, *, port: int | None = None) -> RunningServer:
     port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    server = _Server(config)
+
+    def serve() -> None:
+        try:
+            asyncio.run(server.serve())
+        finally:
+            server.ready.set()  # ended before or during its startup: not started
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    if not server.ready.wait(timeout=10) or not server.started:
+        raise RuntimeError("uvicorn did not start")
     return RunningServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
 
 
@@ -125,20 +144,22 @@ def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = No
         command, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"Anvil exited:\n{log_path.read_text()}")
+        try:
+            return client.get(f"{url}/api/health").status_code == 200
+        except httpx.HTTPError:  # not listening yet
+            return False
+
     with httpx.Client(trust_env=False, timeout=2) as client:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"Anvil exited:\n{log_path.read_text()}")
-            try:
-                if client.get(f"{url}/api/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"Anvil did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)
+        try:
+            eventually(healthy, timeout=30, what="Anvil answering /api/health")
+        except AssertionError as exc:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"Anvil did not start ({exc}):\n{log_path.read_text()}") from None
     return ServerProcesses(url=url, process=process, log=log_path)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +20,7 @@ from apps.usage.reconcile import counters_reconcile
 from apps.usage.tasks import reconcile_counters
 from portal.celery import app
 from tests.spending import local, spend_at
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,13 +85,17 @@ def test_a_worker_process_runs_a_task_from_redis(world, worker):
     Grant.objects.filter(pk=world.grant.pk).update(credits_used=Decimal("99"))  # a mismatch
     assert not app.conf.task_always_eager  # a real broker: nothing runs in this process
     reconcile_counters.apply_async(queue=queue)
-    deadline = time.monotonic() + 60
-    while Grant.objects.get(pk=world.grant.pk).credits_used != Decimal("0.002"):
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
+
+    def repaired() -> None:
+        used = Grant.objects.get(pk=world.grant.pk).credits_used
+        assert used == Decimal("0.002"), f"counter not repaired ({used}); log:\n{log.read_text()}"
+
+    def succeeded() -> str:
+        text = log.read_text()
+        assert "succeeded" in text, f"the task not reported done; worker log:\n{text}"
+        return text
+
+    eventually(repaired, timeout=60)  # the worker starts (a few seconds), then runs the task
     assert counters_reconcile() == []
-    while "succeeded" not in log.read_text():
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
-    text = log.read_text()
+    text = eventually(succeeded, timeout=10)
     assert "Counter grant" in text and "repaired" in text

@@ -17,6 +17,7 @@ from apps.accounts.models import User
 from apps.catalog.models import Backend, CatalogModel, Kind
 from apps.grants.models import Grant
 from apps.teams.models import Membership, Role, Team
+from tests.waiting import eventually
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -81,16 +82,11 @@ def wait_for_settlements(timeout: float = 5.0) -> None:
     """Wait until no credit hold is open. A request's settlement is written while its answer
     goes out (``apps.usage.ledger.asettle``), so a test that reads the ledger or the counters
     after an answer waits for this first, as a client reading its usage a moment later
-    would."""
-    import time
-
+    would. A busy key's ready hold (``apps.usage.ready``) is open until a request takes it or
+    it is withdrawn, GATEWAY_READY_HOLD_SECONDS after it was placed."""
     from apps.usage.models import Hold
 
-    deadline = time.monotonic() + timeout
-    while Hold.objects.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"a hold is still open after {timeout} s")
-        time.sleep(0.01)
+    eventually(lambda: not Hold.objects.exists(), timeout=timeout, what="every credit hold settled")
 
 
 def sign_in_staff(client, user: User) -> None:

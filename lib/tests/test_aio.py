@@ -10,18 +10,20 @@ from lib.aio import at_loop_shutdown, keep
 
 
 def test_keep_holds_a_task_until_it_is_done():
-    async def wait_forever():
+    async def wait_forever(waiting: asyncio.Event):
+        waiting.set()
         await asyncio.get_running_loop().create_future()  # referenced by nothing else
 
     async def scenario():
-        kept = weakref.ref(keep(asyncio.ensure_future(wait_forever())))
-        await asyncio.sleep(0)  # it waits now: only asyncio's weak reference would be left
+        waiting, ended = asyncio.Event(), asyncio.Event()
+        kept = weakref.ref(keep(asyncio.ensure_future(wait_forever(waiting))))
+        await waiting.wait()  # it waits now: only asyncio's weak reference would be left
         gc.collect()
         task = kept()
         assert task is not None and not task.done()
+        task.add_done_callback(lambda _: ended.set())  # called after keep's own, added first
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await asyncio.sleep(0)  # the done callbacks have run
+        await ended.wait()  # the done callbacks have run
         del task
         gc.collect()
         assert kept() is None  # let go once done
@@ -37,7 +39,7 @@ def test_at_loop_shutdown_closes_when_the_loop_ends():
 
     async def scenario():
         at_loop_shutdown(asyncio.get_running_loop(), close)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one turn of the loop: its keeper runs, and closes nothing
         assert closed == []
 
     asyncio.run(scenario())

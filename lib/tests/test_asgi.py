@@ -20,7 +20,7 @@ from lib.asgi import (
 def chunked(chunks: list[bytes], then: list[dict] = ()):
     """A ``receive`` giving ``chunks`` as one body, then the ``then`` messages, then waiting
     for ever; ``receive.calls`` counts its calls, ``receive.drained`` is set once it has given
-    every message."""
+    every message, ``receive.asked_more`` once it is called after that."""
     messages = [
         {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
         for n, chunk in enumerate(chunks)
@@ -33,9 +33,10 @@ def chunked(chunks: list[bytes], then: list[dict] = ()):
             if not messages:
                 receive.drained.set()
             return message
+        receive.asked_more.set()
         await asyncio.Event().wait()
 
-    receive.calls, receive.drained = 0, asyncio.Event()
+    receive.calls, receive.drained, receive.asked_more = 0, asyncio.Event(), asyncio.Event()
     return receive
 
 
@@ -110,8 +111,7 @@ def test_it_drops_what_is_left_of_a_body_and_leaves_a_finished_block_alone():
         receive = chunked([], then=leftovers)
 
         async def work():
-            await receive.drained.wait()
-            await asyncio.sleep(0)  # the listener asks for the next message
+            await receive.asked_more.wait()  # the listener took every leftover, asks for more
             return "answer"
 
         return await _serve(receive, work), receive.calls

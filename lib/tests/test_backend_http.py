@@ -19,6 +19,7 @@ import uvloop
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
 from lib import backend_http
 from lib.backend_http import BackendClient, BackendConnectionError
+from tests.waiting import aeventually
 
 Reader, Writer = asyncio.StreamReader, asyncio.StreamWriter
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -373,7 +374,7 @@ def test_it_keeps_to_the_connection_limit_and_bounds_the_wait(run):
     async def handle(server: RawServer, reader: Reader, writer: Writer) -> None:
         while await server.request(reader) is not None:
             busy.up()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a slow answer: requests overlap
             busy.now -= 1
             writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
 
@@ -411,7 +412,7 @@ def test_a_request_cancelled_as_its_connection_is_made_leaves_the_limit_whole(ru
     async def handle(server: RawServer, reader: Reader, writer: Writer) -> None:
         while await server.request(reader) is not None:
             busy.up()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a slow answer: requests overlap
             busy.now -= 1
             writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
 
@@ -434,8 +435,11 @@ def test_a_request_cancelled_as_its_connection_is_made_leaves_the_limit_whole(ru
                 posting.append(asyncio.ensure_future(post(backend, server.url)))
                 with pytest.raises(asyncio.CancelledError):
                     await posting[0]
-            await asyncio.sleep(0.1)  # the connection's close has been seen
-            assert backend._open == 0
+
+            def counted_out() -> None:
+                assert backend._open == 0, f"the connection counted out: {backend._open} open"
+
+            await aeventually(counted_out)
             assert (
                 await asyncio.gather(*(fetch(backend, server.url) for _ in range(4))) == [b"ok"] * 4
             )
@@ -494,8 +498,8 @@ def test_it_stops_reading_while_a_stream_is_not_read(run):
             backend = client()
             answer = await post(backend, server.url)
             assert await answer.readline() == line
-            await asyncio.sleep(0.5)
-            stuck_at = server.written  # all the server could send meanwhile
+            await asyncio.sleep(0.5)  # what is tested: in this while, the server sends no more
+            stuck_at = server.written  # than the socket buffers hold (not the 32 MiB)
             count = 1
             async for got in answer.lines():
                 assert got == line
@@ -586,12 +590,12 @@ def test_closing_a_stream_stops_the_development_backend(run, devbackend):
         assert (await answer.readline()).startswith(b"data: {")
         answer.close()
         await backend.close()
-        for _ in range(100):
+
+        async def stopped() -> dict[str, int] | bool:
             stats = await asyncio.to_thread(devbackend_stats, devbackend)
-            if not stats["in_flight"]:
-                return stats
-            await asyncio.sleep(0.02)
-        return stats
+            return stats["in_flight"] == 0 and stats
+
+        return await aeventually(stopped, what="the backend's stream stopped")
 
     stats = run(scenario())
     assert stats["cancelled"] == 1 and stats["in_flight"] == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ import uvloop
 from redis.connection import parse_url
 
 from lib import resp
+from tests.waiting import aeventually, eventually
 
 
 @pytest.fixture
@@ -35,6 +35,16 @@ def other(url):
 
 def name() -> str:
     return f"test-resp:{uuid.uuid4().hex}"
+
+
+async def until_blocked(other_client: redis.Redis, client_id: int) -> None:
+    """Wait until Redis has the connection ``client_id`` blocked in a command (BLPOP)."""
+
+    def blocked() -> bool:
+        [connection] = [c for c in other_client.client_list() if c["id"] == str(client_id)]
+        return "b" in connection["flags"]
+
+    await aeventually(blocked, what="the BLPOP blocking in Redis")
 
 
 def test_it_sets_and_gets_in_the_urls_database(url, other):
@@ -117,11 +127,10 @@ def test_it_does_not_hand_a_cancelled_callers_reply_to_the_next_caller(url, othe
     async def scenario():
         client = resp.client(url)
         blocked = asyncio.ensure_future(client.execute("BLPOP", key, 5))
-        await asyncio.sleep(0.05)
+        await until_blocked(other_client, await client.execute("CLIENT", "ID"))
         behind = asyncio.ensure_future(client.execute("ECHO", "behind"))
-        await asyncio.sleep(0.05)
         blocked.cancel()
-        await asyncio.sleep(0.05)
+        await asyncio.wait([blocked])  # cancelled; the ECHO, scheduled first, is queued by now
         other_client.rpush(key, "for the cancelled caller")  # BLPOP's reply comes now
         return await behind, await client.execute("ECHO", "after"), blocked.cancelled()
 
@@ -137,7 +146,7 @@ def test_it_fails_waiting_callers_and_reconnects_when_the_connection_is_killed(u
         client = resp.client(url)
         before = await client.execute("CLIENT", "ID")
         blocked = asyncio.ensure_future(client.execute("BLPOP", key, 5))
-        await asyncio.sleep(0.05)
+        await until_blocked(other_client, before)
         other_client.client_kill_filter(_id=before)
         with pytest.raises(redis.exceptions.ConnectionError) as error:
             await blocked
@@ -190,12 +199,10 @@ def test_it_closes_its_connection_when_the_loop_ends(url, other):
         return await resp.client(url).execute("CLIENT", "ID")
 
     connection = str(uvloop.run(scenario()))
-    for _ in range(50):  # Redis notices the close within a moment
-        if connection not in [client["id"] for client in other_client.client_list()]:
-            break
-        time.sleep(0.01)
-    else:
-        pytest.fail("the connection is still open")
+    eventually(
+        lambda: connection not in [client["id"] for client in other_client.client_list()],
+        what="Redis to see the connection closed",
+    )
 
 
 def test_it_reconnects_when_redis_closed_the_idle_connection(url, other):
@@ -205,7 +212,7 @@ def test_it_reconnects_when_redis_closed_the_idle_connection(url, other):
         client = resp.client(url)
         before = await client.execute("CLIENT", "ID")
         other_client.client_kill_filter(_id=before)
-        await asyncio.sleep(0.05)  # the loop reads the end of the connection
+        await aeventually(lambda: client._protocol.lost, what="the client to read the close")
         return before, await client.execute("CLIENT", "ID")
 
     before, after = uvloop.run(scenario())

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from devbackend.testing import devbackend_stats
+from tests.waiting import eventually
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 
@@ -134,11 +135,14 @@ def _open_stalled_stream(http: httpx.Client, backend: str) -> tuple[httpx.Respon
 
 
 def _wait_for(backend: str, **expected: int) -> dict[str, int]:
-    deadline = time.monotonic() + 3
-    while True:
+    """The backend's stats once they show ``expected``."""
+
+    def showing() -> dict[str, int]:
         stats = devbackend_stats(backend)
-        if all(stats[k] == v for k, v in expected.items()) or time.monotonic() > deadline:
-            return stats
+        assert {k: stats[k] for k in expected} == expected, f"the backend's stats: {stats}"
+        return stats
+
+    return eventually(showing, timeout=3)
 
 
 def test_it_counts_in_flight_requests_and_cancellations(backend):

@@ -17,6 +17,7 @@ from apps.keys.models import ApiKey
 from apps.keys.services import api_key_change_limits, api_key_create
 from apps.usage.models import Hold, LedgerEntry, Outcome
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
+from tests.waiting import aeventually, eventually
 from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,21 +33,33 @@ async def post(client, gateway, model: str) -> tuple[int, float, httpx.Headers]:
     return response.status_code, time.monotonic() - started, response.headers
 
 
+async def until_served(model: str) -> None:
+    """Wait until a request of ``model`` holds one of its slots."""
+
+    async def serving() -> bool:
+        return (await slot_stats(model))["in_flight"] > 0
+
+    await aeventually(serving, what=f"a request of {model!r} holding a slot")
+
+
 async def six_at_once(gateway, model: str):
     async with httpx.AsyncClient(timeout=30) as client:
         tasks = [asyncio.create_task(post(client, gateway, model)) for _ in range(6)]
-        from apps.gateway.slots import slot_stats
 
-        deadline = time.monotonic() + 0.9  # the first requests finish after 1 s
-        during = await slot_stats(model)
-        while during != {"in_flight": 2, "queued": 3} and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            during = await slot_stats(model)
+        # Both states last while the first two are served (1 s at the backend); no other
+        # state of a correct gateway matches them, however late the requests arrive.
+        async def two_served_three_queued() -> dict[str, int]:
+            stats = await slot_stats(model)
+            assert stats == {"in_flight": 2, "queued": 3}, stats
+            return stats
+
+        async def two_at_the_backend() -> dict[str, int] | bool:
+            stats = await asyncio.to_thread(devbackend_stats, gateway.backend_url)
+            return stats["in_flight"] >= 2 and stats
+
+        during = await aeventually(two_served_three_queued, what="two served, three queued")
         # a slot is taken a moment before its request reaches the backend
-        backend = await asyncio.to_thread(devbackend_stats, gateway.backend_url)
-        while backend["in_flight"] < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            backend = await asyncio.to_thread(devbackend_stats, gateway.backend_url)
+        backend = await aeventually(two_at_the_backend, what="two requests at the backend")
         return during, backend, await asyncio.gather(*tasks)
 
 
@@ -95,8 +108,7 @@ def test_a_refused_hold_gives_the_slot_back_and_a_full_queue_gives_the_hold_back
     async def busy_then_one_more():
         async with httpx.AsyncClient(timeout=30) as client:
             first = asyncio.create_task(post(client, gateway, "single"))
-            while (await slot_stats("single"))["in_flight"] == 0:
-                await asyncio.sleep(0.01)
+            await until_served("single")
             second = await post(client, gateway, "single")  # the queue holds nobody: 503
             return await first, second
 
@@ -129,15 +141,10 @@ def test_it_gives_slots_back_after_failures_and_disconnects(gateway):
             client.chat.completions.create(
                 model="slowpoke", messages=[{"role": "user", "content": "x"}]
             )
-    deadline = time.monotonic() + 5
-    from asgiref.sync import async_to_sync
-
-    from apps.gateway.slots import slot_stats
-
-    while time.monotonic() < deadline:
-        if async_to_sync(slot_stats)("slowpoke")["in_flight"] == 0:
-            break
-        time.sleep(0.05)
+    eventually(
+        lambda: async_to_sync(slot_stats)("slowpoke")["in_flight"] == 0,
+        what="the slot of the client that gave up given back",
+    )
     assert async_to_sync(slot_stats)("slowpoke") == {"in_flight": 0, "queued": 0}
     assert async_to_sync(slot_stats)("fragile") == {"in_flight": 0, "queued": 0}
 
@@ -150,23 +157,21 @@ def test_a_client_that_leaves_the_queue_frees_its_place_and_its_hold(gateway):
     async def one_served_one_leaving():
         async with httpx.AsyncClient(timeout=30) as client:
             served = asyncio.create_task(post(client, gateway, "queued"))
-            while (await slot_stats("queued"))["in_flight"] == 0:
-                await asyncio.sleep(0.01)
+            await until_served("queued")
             async with httpx.AsyncClient(timeout=0.4) as impatient:
                 with pytest.raises(httpx.ReadTimeout):
                     await post(impatient, gateway, "queued")
-            deadline = time.monotonic() + 1
-            while (await slot_stats("queued"))["queued"] and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+
+            async def queue_empty() -> bool:
+                return (await slot_stats("queued"))["queued"] == 0
+
+            await aeventually(queue_empty, timeout=1, what="the impatient client out of the queue")
             while_served = await slot_stats("queued")
             return while_served, await served
 
     while_served, served = asyncio.run(one_served_one_leaving())
     assert while_served == {"in_flight": 1, "queued": 0}  # it left the queue at once
     assert served[0] == 200
-    deadline = time.monotonic() + 3
-    while Hold.objects.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
     wait_for_settlements()
     assert not Hold.objects.exists()
     rows = dict(LedgerEntry.objects.values_list("outcome", "credits"))
@@ -210,7 +215,12 @@ def test_the_time_in_the_queue_counts_toward_the_request_deadline(gateway, setti
         async with httpx.AsyncClient(timeout=30) as client:
             async with model_slot(model="late", max_concurrency=1, queue_size=5):
                 request = asyncio.create_task(post(client, gateway, "late"))
-                await asyncio.sleep(0.6)  # the request waits in the queue meanwhile
+
+                async def queued() -> bool:
+                    return (await slot_stats("late"))["queued"] == 1
+
+                await aeventually(queued, what="the request queued behind the held slot")
+                await asyncio.sleep(0.6)  # what is tested: 0.6 s more in the queue
             return await request
 
     status, _, _ = asyncio.run(queued_then_slow())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from apps.grants.models import Grant
 from apps.usage.models import Hold, LedgerEntry
 from devbackend.testing import devbackend_stats, devbackend_stats_reset
+from tests.waiting import eventually
 from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,17 +92,18 @@ def test_it_bills_a_client_that_disconnects_mid_stream_and_closes_the_backend(ga
                 received += bool(delta.get("content"))
             if received >= 5:
                 break  # leaving the block closes the connection mid-stream
-    deadline = time.monotonic() + 10
-    while not LedgerEntry.objects.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(LedgerEntry.objects.exists, timeout=10, what="the disconnected stream's ledger row")
     entry = LedgerEntry.objects.get()
     assert entry.outcome == "client_disconnected"
     assert 5 <= entry.completion_tokens < 200  # what was generated, not max_tokens
     assert entry.credits > 0
     assert assert_nothing_held(gateway).credits_used == entry.credits
-    while devbackend_stats(gateway.backend_url)["in_flight"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stats = devbackend_stats(gateway.backend_url)
+
+    def backend_closed() -> dict[str, int] | bool:
+        stats = devbackend_stats(gateway.backend_url)
+        return stats["in_flight"] == 0 and stats
+
+    stats = eventually(backend_closed, what="the backend's stream closed")
     assert stats["cancelled"] == 1 and stats["in_flight"] == 0
 
 

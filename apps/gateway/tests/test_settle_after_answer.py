@@ -76,7 +76,7 @@ def test_a_settlement_that_fails_after_the_answer_is_logged_and_left_to_the_swee
 
     with caplog.at_level(logging.ERROR, logger="apps.usage.ledger"):
         answer = chat(gateway)
-        eventually(lambda: "A settlement failed" in caplog.text)
+        eventually(lambda: "A settlement failed" in caplog.text, what="the failure logged")
 
     assert answer.status_code == 200
     Hold.objects.get()  # withdrawn by the sweeper once it expires: nothing charged
@@ -88,10 +88,11 @@ def test_a_graceful_shutdown_waits_for_the_settlements_being_written(world, monk
     from apps.keys.services import api_key_create
 
     key, _ = api_key_create(grant=world.grant, owner=world.bob, name="draining")
-    written = asyncio.Event()
+    writing, written = asyncio.Event(), asyncio.Event()
     real_settle = pg._settle_all
 
     async def slow_settle(items):
+        writing.set()
         await written.wait()
         return await real_settle(items)
 
@@ -105,7 +106,7 @@ def test_a_graceful_shutdown_waits_for_the_settlements_being_written(world, monk
         hold = await ledger.aplace(plan)
         ledger.asettle(hold, ledger.Usage(10, 10))
         draining = asyncio.ensure_future(ledger.adrain())
-        await asyncio.sleep(0.05)
+        await writing.wait()  # the drain has started meanwhile (it was scheduled first)
         assert not draining.done()  # waiting for the settlement
         written.set()
         await asyncio.wait_for(draining, 5)

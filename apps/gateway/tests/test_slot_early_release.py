@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
-from apps.gateway.tests.test_slots import backend, run, slot, slot_stats  # noqa: F401
+from apps.gateway.tests.test_slots import (  # noqa: F401
+    backend,
+    run,
+    slot,
+    slot_stats,
+    until_slots,
+)
 
 
 def test_a_slot_acquired_ahead_is_not_taken_twice_by_async_with(backend):  # noqa: F811
@@ -27,7 +33,7 @@ def test_a_slot_released_early_frees_its_place_once(backend):  # noqa: F811
         taken = slot(backend, max_concurrency=1, queue_size=1)
         async with taken:
             waiter = asyncio.create_task(slot(backend).acquire())
-            await asyncio.sleep(0.05)
+            await until_slots(backend, 1, 1, what="a waiter queued behind the taken slot")
             queued = await slot_stats(backend.model)
             await taken.release()
             await asyncio.wait_for(waiter, 3)  # the freed slot went to the waiter

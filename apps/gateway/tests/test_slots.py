@@ -25,6 +25,7 @@ from apps.gateway.slots import (
 )
 from apps.gateway.slots_redis import _SCRIPTS
 from lib import resp
+from tests.waiting import aeventually
 
 ROOT = Path(__file__).resolve().parents[3]
 LEASE = 1.5  # seconds; short so a crashed holder's slot comes back quickly
@@ -79,7 +80,8 @@ def redis_backend(settings):
 def run(scenario):
     async def main():
         try:
-            return await scenario()
+            async with asyncio.timeout(30):  # a scenario that hangs fails instead
+                return await scenario()
         finally:
             await slots_close()
 
@@ -92,20 +94,20 @@ def slot(setup: Setup, *, max_concurrency=1, queue_size=10, grant="g"):
     )
 
 
-async def until(condition, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+async def until_slots(setup: Setup, in_flight: int, queued: int, *, what: str, timeout=3.0):
+    """Wait until the model has ``in_flight`` slots held and ``queued`` requests waiting."""
+    awaited = {"in_flight": in_flight, "queued": queued}
 
+    async def check():
+        stats = await slot_stats(setup.model)
+        assert stats == awaited, f"{what}: the slots show {stats}, awaited {awaited}"
 
-async def stats_are(setup: Setup, in_flight: int, queued: int) -> bool:
-    return await slot_stats(setup.model) == {"in_flight": in_flight, "queued": queued}
+    await aeventually(check, timeout=timeout, what=what)
 
 
 def test_it_admits_two_queues_three_and_refuses_the_sixth_at_once(backend):
     async def scenario():
-        current, peak, refusals = 0, 0, []
+        current, peak, refusals, release = 0, 0, [], asyncio.Event()
 
         async def request(index):
             nonlocal current, peak
@@ -114,15 +116,16 @@ def test_it_admits_two_queues_three_and_refuses_the_sixth_at_once(backend):
                 async with slot(backend, max_concurrency=2, queue_size=3):
                     current += 1
                     peak = max(peak, current)
-                    await asyncio.sleep(0.3)
+                    await release.wait()
                     current -= 1
             except QueueFull as exc:
                 refusals.append((time.monotonic() - started, exc.retry_after))
 
         await slot_stats(backend.model)  # connect first: only the queue decision is timed
         tasks = [asyncio.create_task(request(i)) for i in range(6)]
-        await until(lambda: stats_are(backend, in_flight=2, queued=3))
-        await until(lambda: _true(len(refusals) == 1))
+        await until_slots(backend, 2, 3, what="two admitted and three queued")
+        await aeventually(lambda: len(refusals) == 1, what="the sixth request refused")
+        release.set()  # only now does a slot free: the refusal did not wait for one
         await asyncio.gather(*tasks)
         return peak, refusals, await slot_stats(backend.model)
 
@@ -132,10 +135,6 @@ def test_it_admits_two_queues_three_and_refuses_the_sixth_at_once(backend):
     assert waited < 0.2
     assert retry_after >= 1
     assert after == {"in_flight": 0, "queued": 0}
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_it_serves_waiters_in_arrival_order(backend):
@@ -148,11 +147,11 @@ def test_it_serves_waiters_in_arrival_order(backend):
                 await release.wait()
 
         first = asyncio.create_task(request("holder"))
-        await until(lambda: stats_are(backend, 1, 0))
+        await until_slots(backend, 1, 0, what="the holder admitted")
         tasks = []
         for index in range(4):
             tasks.append(asyncio.create_task(request(index)))
-            await until(lambda index=index: stats_are(backend, 1, index + 1))
+            await until_slots(backend, 1, index + 1, what=f"waiter {index} queued")
         release.set()
         await asyncio.gather(first, *tasks)
         return order
@@ -170,12 +169,12 @@ def test_it_takes_turns_between_grants_and_keeps_order_within_a_grant(backend):
                 await release.wait()
 
         first = asyncio.create_task(request("z", "holder"))
-        await until(lambda: stats_are(backend, 1, 0))
+        await until_slots(backend, 1, 0, what="the holder admitted")
         arrivals = [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("b", "b2"), ("c", "c1")]
         tasks = []
         for index, (grant, name) in enumerate(arrivals):
             tasks.append(asyncio.create_task(request(grant, name)))
-            await until(lambda index=index: stats_are(backend, 1, index + 1))
+            await until_slots(backend, 1, index + 1, what=f"{name} queued")
         release.set()
         await asyncio.gather(first, *tasks)
         return order
@@ -194,16 +193,16 @@ def test_it_gives_a_cancelled_waiters_place_to_the_next_request(backend):
                 await release.wait()
 
         holder = asyncio.create_task(request("holder"))
-        await until(lambda: stats_are(backend, 1, 0))
+        await until_slots(backend, 1, 0, what="the holder admitted")
         leaver = asyncio.create_task(request("leaver"))
-        await until(lambda: stats_are(backend, 1, 1))
+        await until_slots(backend, 1, 1, what="the leaver queued")
         with pytest.raises(QueueFull):
             await request("refused")
         leaver.cancel()
         await asyncio.gather(leaver, return_exceptions=True)
         queued_after_cancel = await slot_stats(backend.model)
         latecomer = asyncio.create_task(request("latecomer"))
-        await until(lambda: stats_are(backend, 1, 1))
+        await until_slots(backend, 1, 1, what="the latecomer queued in the leaver's place")
         release.set()
         await asyncio.gather(holder, latecomer)
         return queued_after_cancel, admitted, await slot_stats(backend.model)
@@ -223,14 +222,14 @@ def test_it_releases_the_slot_when_the_holder_fails_or_is_cancelled(backend):
 
         async def stuck():
             async with slot(backend):
-                await asyncio.sleep(60)
+                await asyncio.Event().wait()  # until cancelled
 
         holder = asyncio.create_task(stuck())
-        await until(lambda: stats_are(backend, 1, 0))
+        await until_slots(backend, 1, 0, what="the holder admitted")
         waiter = asyncio.create_task(stuck())
-        await until(lambda: stats_are(backend, 1, 1))
+        await until_slots(backend, 1, 1, what="the waiter queued")
         holder.cancel()
-        await until(lambda: stats_are(backend, 1, 0))  # the waiter got the freed slot
+        await until_slots(backend, 1, 0, what="the waiter given the cancelled holder's slot")
         waiter.cancel()
         await asyncio.gather(holder, waiter, return_exceptions=True)
         return after_error, await slot_stats(backend.model)
@@ -249,11 +248,11 @@ def test_it_returns_a_slot_handed_to_a_waiter_that_is_cancelled_before_it_runs(b
         holder = slot(backend)
         await holder.__aenter__()
         waiter = asyncio.create_task(wait_for_slot())
-        await until(lambda: stats_are(backend, 1, 1))
+        await until_slots(backend, 1, 1, what="the waiter queued")
         await holder.__aexit__(None, None, None)  # hands the slot to the waiter...
         waiter.cancel()  # ...which is cancelled before it could use it
         await asyncio.gather(waiter, return_exceptions=True)
-        await until(lambda: stats_are(backend, 0, 0), timeout=0.5)
+        await until_slots(backend, 0, 0, what="the handed-over slot returned", timeout=0.5)
         return waiter.cancelled()
 
     assert run(scenario) is True
@@ -268,7 +267,7 @@ def test_it_returns_a_slot_redis_hands_over_while_the_waiter_is_cancelled(redis_
         holder = slot(redis_backend)
         await holder.__aenter__()
         waiter = asyncio.create_task(wait_for_slot())
-        await until(lambda: stats_are(redis_backend, 1, 1))
+        await until_slots(redis_backend, 1, 1, what="the waiter queued")
         # Another process releases the holder's slot while this loop is busy: Redis hands it
         # to the waiter and publishes the wake-up, which this loop has not read yet...
         keys = slot_backend().keys(redis_backend.model)
@@ -279,7 +278,8 @@ def test_it_returns_a_slot_redis_hands_over_while_the_waiter_is_cancelled(redis_
         client.close()
         waiter.cancel()  # ...when the waiter is cancelled.
         await asyncio.gather(waiter, return_exceptions=True)
-        await until(lambda: stats_are(redis_backend, 0, 0), timeout=0.5)
+        what = "the slot handed to the cancelled waiter returned"
+        await until_slots(redis_backend, 0, 0, what=what, timeout=0.5)
         return handed_over
 
     assert run(scenario) is True
@@ -291,14 +291,14 @@ def test_it_undoes_an_acquire_cancelled_during_its_round_trip(redis_backend):
 
         async def use_slot():
             async with slot(redis_backend):
-                await asyncio.sleep(60)
+                await asyncio.Event().wait()  # until cancelled
 
         task = asyncio.create_task(use_slot())
         await asyncio.sleep(0)  # the acquire script is on its way to Redis
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         # Well before the 1.5 s lease could expire:
-        await until(lambda: stats_are(redis_backend, 0, 0), timeout=0.5)
+        await until_slots(redis_backend, 0, 0, what="the cancelled acquire undone", timeout=0.5)
 
     run(scenario)
 
@@ -322,10 +322,9 @@ def test_it_wakes_a_waiter_as_soon_as_a_slot_frees(backend, settings):
                 admitted_at = time.monotonic()
 
         tasks = [asyncio.create_task(holder())]
-        await until(lambda: stats_are(backend, 1, 0))
+        await until_slots(backend, 1, 0, what="the holder admitted")
         tasks.append(asyncio.create_task(waiter()))
-        await until(lambda: stats_are(backend, 1, 1))
-        await asyncio.sleep(0.2)
+        await until_slots(backend, 1, 1, what="the waiter queued")
         release.set()
         await asyncio.gather(*tasks)
         return admitted_at - freed_at
@@ -342,13 +341,13 @@ def test_it_applies_a_changed_max_concurrency_on_the_next_request(backend):
                 await release.wait()
 
         tasks = [asyncio.create_task(request(1))]
-        await until(lambda: stats_are(backend, 1, 0))
+        await until_slots(backend, 1, 0, what="the first request admitted")
         tasks.append(asyncio.create_task(request(1)))
-        await until(lambda: stats_are(backend, 1, 1))
+        await until_slots(backend, 1, 1, what="the second queued at a limit of 1")
         tasks.append(asyncio.create_task(request(3)))  # raised: the waiter and it get in
-        await until(lambda: stats_are(backend, 3, 0))
+        await until_slots(backend, 3, 0, what="the limit raised to 3 admitting both")
         tasks.append(asyncio.create_task(request(2)))  # lowered: it waits
-        await until(lambda: stats_are(backend, 3, 1))
+        await until_slots(backend, 3, 1, what="the limit lowered to 2 queuing the fourth")
         release.set()
         await asyncio.gather(*tasks)
         return await slot_stats(backend.model)
@@ -386,7 +385,7 @@ def test_it_shares_the_limit_between_event_loops_of_one_process(backend):
                 with lock:
                     counts["now"] += 1
                     counts["peak"] = max(counts["peak"], counts["now"])
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the slot held a while: the two loops contend
                 with lock:
                     counts["now"] -= 1
             finished.append(1)
@@ -421,7 +420,7 @@ slots = RedisSlots(url=url, prefix=prefix, lease_seconds=float(lease))
 async def crash():
     await slots.acquire(model=model, grant="child", max_concurrency=1, queue_size=5)
     print("held", flush=True)
-    await asyncio.sleep(3600)
+    await asyncio.Event().wait()  # until the test kills this process
 
 
 async def crowd():
@@ -431,14 +430,13 @@ async def crowd():
         ticket = await slots.acquire(model=model, grant=mode, max_concurrency=3, queue_size=100)
         try:
             await r.rpush(prefix + ":seen", await r.incr(prefix + ":current"))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the slot held a while: the processes contend
             await r.decr(prefix + ":current")
         finally:
             await slots.release(ticket)
 
     print("ready", flush=True)
-    while not await r.exists(prefix + ":go"):
-        await asyncio.sleep(0.005)
+    await asyncio.to_thread(sys.stdin.readline)  # "go", sent to every child at once
     await asyncio.gather(*(one() for _ in range(10)))
     await slots.close()
     await r.aclose()
@@ -453,6 +451,7 @@ def child(setup: Setup, mode: str) -> subprocess.Popen:
     return subprocess.Popen(  # noqa: S603  (our own interpreter and fixed code)
         [sys.executable, "-c", CHILD, setup.url, setup.prefix, setup.model, mode, str(LEASE)],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -472,7 +471,7 @@ def test_it_frees_a_crashed_process_slot_when_its_lease_expires(redis_backend):
                     admitted_at = time.monotonic()
 
             task = asyncio.create_task(waiter())
-            await until(lambda: stats_are(redis_backend, 1, 1))
+            await until_slots(redis_backend, 1, 1, what="a waiter behind the crashing holder")
             process.kill()
             process.wait()
             killed_at = time.monotonic()
@@ -483,6 +482,7 @@ def test_it_frees_a_crashed_process_slot_when_its_lease_expires(redis_backend):
     finally:
         process.kill()
         process.wait()
+        process.stdin.close()
         process.stdout.close()
     assert 0.3 < waited < LEASE + 1.5  # held until the lease ran out, then handed on
     assert after == {"in_flight": 0, "queued": 0}
@@ -494,13 +494,16 @@ def test_it_keeps_the_limit_across_processes(redis_backend):
     try:
         for process in processes:
             assert process.stdout.readline().strip() == "ready"
-        client.set(f"{redis_backend.prefix}:go", 1)
+        for process in processes:  # both start at once
+            process.stdin.write("go\n")
+            process.stdin.flush()
         outputs = [process.communicate(timeout=30)[0].strip() for process in processes]
         seen = [int(value) for value in client.lrange(f"{redis_backend.prefix}:seen", 0, -1)]
     finally:
         for process in processes:
             process.kill()
             process.wait()
+            process.stdin.close()
             process.stdout.close()
         client.close()
     assert outputs == ["done", "done"]

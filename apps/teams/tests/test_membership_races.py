@@ -5,8 +5,7 @@ membership."""
 from __future__ import annotations
 
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from unittest import mock
 
@@ -18,10 +17,10 @@ from apps.keys.models import ApiKey
 from apps.limits.services import member_limits_change_all
 from apps.teams.models import Membership
 from apps.teams.services import membership_create, membership_delete
+from tests.waiting import eventually
 from tests.world import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BLOCKED = 0.5  # seconds the second thread gets to run into the first one's lock
 
 
 def in_thread(function):
@@ -32,6 +31,22 @@ def in_thread(function):
             connection.close()
 
     return run
+
+
+def a_session_waits_for_a_lock() -> bool:
+    """Whether another session of the test database waits for a lock (a row's, here)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def until_blocked(second: Future, what: str) -> None:
+    """Wait until the second thread has run into the first one's lock (or, were nothing
+    locked, has finished: the test's own assertions then judge the outcome)."""
+    eventually(lambda: second.done() or a_session_waits_for_a_lock(), what=what)
 
 
 def test_a_newcomer_joining_during_a_collective_change_gets_the_new_limit(world):
@@ -52,7 +67,7 @@ def test_a_newcomer_joining_during_a_collective_change_gets_the_new_limit(world)
 
     with ThreadPoolExecutor(2) as pool:
         changing, joining = pool.submit(in_thread(change_all)), pool.submit(in_thread(join))
-        time.sleep(BLOCKED)
+        until_blocked(joining, what="the join waiting for the collective change's lock")
         release.set()
         changing.result(timeout=10), joining.result(timeout=10)
     assert world.grant.member_limits.get(user=dave).monthly_limit == Decimal("4")
@@ -77,7 +92,7 @@ def test_a_key_created_while_its_owner_is_removed_is_revoked(world):
 
     with ThreadPoolExecutor(2) as pool:
         creating, removing = pool.submit(in_thread(create)), pool.submit(in_thread(remove))
-        time.sleep(BLOCKED)
+        until_blocked(removing, what="the removal waiting for the key creation's lock")
         release.set()
         creating.result(timeout=10), removing.result(timeout=10)
     assert ApiKey.objects.get(name="late").revoked_at is not None
