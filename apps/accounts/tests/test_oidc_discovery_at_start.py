@@ -9,7 +9,6 @@ import logging
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tests.idp import CLIENT_ID, CLIENT_SECRET
 from tests.oidc_mock import WELL_KNOWN, MockProvider
 from tests.servers import free_port, process_env, start_anvil_processes, stop_anvil_processes
 from tests.signing_in import Browser, configure_oidc
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.django_db
 
@@ -102,11 +102,12 @@ def test_runserver_reads_it_as_it_starts(idp, tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not idp.requests:
+
+        def asked() -> bool:
             assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+            return bool(idp.requests)
+
+        eventually(asked, timeout=30, what="runserver reading the discovery document")
         assert idp.requests == [("GET", WELL_KNOWN)]
     finally:
         process.send_signal(signal.SIGINT)
