@@ -51,3 +51,15 @@ def catalog_for_user(*, user, tag: str | None = None) -> list[ModelRow]:
 
 def filter_tags() -> list[str]:
     return ["Active", "Inactive", "Accessible", "Inaccessible", *Tag.values]
+
+
+def example_model_name(*, grants, user) -> str | None:
+    """A chat model one of ``grants`` lets ``user`` call now (the first by name), for the
+    getting-started examples; None when there is none."""
+    models = CatalogModel.objects.filter(
+        grants__in=grants, kind="chat", active=True, healthy=True
+    ).order_by("name")
+    for model in models:
+        if not (model.is_non_commercial and user.is_commercial):
+            return model.name
+    return None

@@ -8,6 +8,7 @@ from apps.keys import views
 app_name = "keys"
 urlpatterns = [
     path("", views.api_key_list, name="list"),
+    path("quickstart/", views.quickstart, name="quickstart"),
     path("archived/", views.api_key_archived_list, name="archived"),
     path("new/", views.api_key_create_view, name="create"),
     path("<uuid:public_id>/created/", views.api_key_created, name="created"),
