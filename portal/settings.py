@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -307,3 +308,7 @@ GATEWAY_DURABLE_HOLDS = env_bool("GATEWAY_DURABLE_HOLDS", False)
 # A key's next credit hold is placed while its current request runs (apps/usage/ready.py).
 GATEWAY_READY_HOLDS = env_bool("GATEWAY_READY_HOLDS", True)
 GATEWAY_READY_HOLD_SECONDS = env_int("GATEWAY_READY_HOLD_SECONDS", 2, minimum=1)
+
+# Where people ask for access to a model (the Models page's "Request access" link); no link
+# when unset.
+HELPDESK_URL = env_str("HELPDESK_URL", "")
