@@ -100,6 +100,7 @@ class ManagementKey(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)  # hidden from the list
 
     class Meta:
         ordering = ["-created"]

@@ -24,6 +24,7 @@ management_urls = (
         path("new/", views.management_key_create_view, name="create"),
         path("<uuid:public_id>/created/", views.management_key_created, name="created"),
         path("<uuid:public_id>/revoke/", views.management_key_revoke_view, name="revoke"),
+        path("<uuid:public_id>/archive/", views.management_key_archive_view, name="archive"),
     ],
     "management_keys",
 )

@@ -22,6 +22,7 @@ from apps.keys.services import (
     api_key_change_limits,
     api_key_create,
     api_key_revoke,
+    management_key_archive,
     management_key_create,
     management_key_revoke,
 )
@@ -206,6 +207,24 @@ def management_key_revoke_view(request, public_id):
         )
     management_key_revoke(key=key)
     messages.success(request, f"Management key {key.name} is revoked.")
+    return redirect("management_keys:list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def management_key_archive_view(request, public_id):
+    key = management_key_for_owner(user=request.user, public_id=public_id)
+    if request.method == "GET":
+        explanation = "The key is revoked at once and leaves this list. It can't be undone."
+        return _confirm(
+            request,
+            key,
+            action="Archive",
+            explanation=explanation,
+            cancel_url=reverse("management_keys:list"),
+        )
+    management_key_archive(key=key)
+    messages.success(request, f"Management key {key.name} is archived.")
     return redirect("management_keys:list")
 
 

@@ -67,7 +67,7 @@ def test_it_refuses_bad_input_with_a_form_error(client, world, bad):
     for url in (one_url(world), all_url(world)):
         response = client.post(url, {"monthly_limit": bad})
         assert response.status_code == 200
-        assert 'class="errorlist"' in response.content.decode()
+        assert 'class="field-errors"' in response.content.decode()
     assert not MemberLimit.objects.exists()
 
 
