@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.statements",
     "apps.notifications",
     "apps.demo",
+    "apps.playground",
 ]
 
 MIDDLEWARE = [

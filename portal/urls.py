@@ -31,6 +31,7 @@ urlpatterns = [
     path("audit/", include("apps.audit.urls")),
     path("statements/", include("apps.statements.urls")),
     path("keys/", include("apps.keys.urls")),
+    path("playground/", include("apps.playground.urls")),
     path("management-keys/", include(management_urls)),
     path("api/", include("apps.gateway.urls")),
     path("api/v1/", include("portal.api_urls")),

@@ -16,7 +16,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.gateway import parsing, relay, tokens
-from apps.gateway.admission import Ask, aauthenticate, admitted
+from apps.gateway.admission import Ask, OwnedKey, aauthenticate, admitted
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, slot_stats
@@ -81,18 +81,21 @@ def _secret(request) -> str | None:
     return bearer_secret(request.headers.get("authorization"))
 
 
-async def serve(request, endpoint: Endpoint) -> HttpResponse:
-    """One inference request, top to bottom: parse, admit, relay, answer."""
-    secret = _secret(request)
+async def serve(request, endpoint: Endpoint, owned_key: OwnedKey | None = None) -> HttpResponse:
+    """One inference request, top to bottom: parse, admit, relay, answer. The key is the
+    bearer secret's, or ``owned_key`` (the playground: a signed-in person's pick)."""
+    secret = None if owned_key else _secret(request)
     try:
         try:
             parsed = parse(request, endpoint)
         except GatewayError:
-            await aauthenticate(secret)  # an unknown key hears 401 whatever its body says
+            # an unknown key hears 401 whatever its body says
+            await aauthenticate(secret, owned=owned_key)
             raise
         ask = Ask(
             secret=secret, endpoint=parsed.endpoint.name, model_name=parsed.model_name,
             prompt=parsed.prompt, max_tokens=parsed.max_tokens, choices=parsed.choices,
+            owned_key=owned_key,
         )  # fmt: skip
         admitting = admitted(ask, await current_catalog())
         if parsed.stream:

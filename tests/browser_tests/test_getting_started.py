@@ -11,20 +11,10 @@ import sys
 import pytest
 
 from apps.usage.tasks import roll_up_ledger
-from devbackend.testing import start_devbackend, stop_devbackend
 from tests.waiting import eventually
 from tests.world import wait_for_settlements
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def devbackend(world):
-    backend = start_devbackend()
-    world.backend.base_url = f"{backend.url}/v1"
-    world.backend.save()
-    yield backend.url
-    stop_devbackend(backend.process)
 
 
 def test_it_runs_the_python_example_and_the_key_shows_its_use(

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent.parent / "vendor" / "axe-core" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 900}
-NAV = ["Quickstart", "Models", "Grants", "API keys", "Management keys", "My usage",
+NAV = ["Quickstart", "Models", "Try a model", "Grants", "API keys", "Management keys", "My usage",
        "Statements", "API docs"]  # fmt: skip
 
 
@@ -31,7 +31,7 @@ def pages_of(world, user) -> list[str]:
         reverse("consumption:api_key", args=[key.public_id]),
         reverse("keys:change_limits", args=[key.public_id]),
         reverse("keys:revoke", args=[key.public_id]), reverse("management_keys:list"),
-        reverse("consumption:mine"), reverse("statements:list"),
+        reverse("consumption:mine"), reverse("statements:list"), reverse("playground:page"),
         "/no-such-page/",
     ]  # fmt: skip
     if user == world.alice:
