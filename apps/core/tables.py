@@ -33,6 +33,17 @@ def cell_text(value) -> str:
     return str(value)
 
 
+def grouped(text: str) -> str:
+    """A number cell as the page shows it: thousands separated, every digit kept
+    (1234567.5 → "1,234,567.5"); the CSV keeps the plain text. Words pass unchanged."""
+    whole, dot, fraction = text.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    digits = whole.removeprefix("-")
+    if not digits.isdigit():
+        return text
+    return f"{sign}{int(digits):,}{dot}{fraction}"
+
+
 def _nonzero(text: str) -> bool:
     try:
         return Decimal(text) != 0
@@ -95,7 +106,7 @@ class Table:
             {
                 "id": row_id,
                 "cells": [
-                    {"text": text, "numeric": column.numeric}
+                    {"text": grouped(text) if column.numeric else text, "numeric": column.numeric}
                     for column, text in zip(self.columns, row, strict=True)
                 ],
                 "actions": actions,

@@ -25,3 +25,18 @@ def test_it_writes_credits_for_people(exact, shown):
 
 def test_downloads_keep_the_exact_value():
     assert format_credits(Decimal("1234.567891")) == "1234.567891"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("1234567.500001", "1,234,567.500001"),
+        ("-1000", "-1,000"),
+        ("12", "12"),
+        ("no limit", "no limit"),
+    ],
+)
+def test_table_numbers_are_grouped_but_keep_every_digit(text, shown):
+    from apps.core.tables import grouped
+
+    assert grouped(text) == shown
