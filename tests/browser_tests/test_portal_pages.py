@@ -64,6 +64,13 @@ def assert_nav_reachable(page, url: str, phone: bool) -> None:
         assert not page.locator("nav.mainnav").is_visible()
 
 
+def check_page(page, url: str, *, phone: bool, signed_in: bool = True) -> None:
+    assert_fits(page, url)
+    if signed_in:
+        assert_nav_reachable(page, url, phone=phone)
+    assert serious_violations(page) == [], url
+
+
 def serious_violations(page) -> list[str]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
@@ -86,9 +93,20 @@ def test_it_fits_every_page_on_a_phone_and_a_desktop(world, page, sign_in, usern
         for url in urls:
             page.goto(url)
             refused = "no-such" in url or (username == "bob" and "audit" in url)
-            assert_fits(page, url)
-            assert_nav_reachable(page, url, phone=size is PHONE)
-            assert serious_violations(page) == [], url
+            check_page(page, url, phone=size is PHONE)
             # The browser reports the 403/404 answers themselves as console errors.
             assert len(errors) == (1 if refused else 0), (url, errors)
             errors.clear()
+        # The page that shows a new key's secret once, with the examples.
+        page.goto("/keys/new/")
+        page.fill("input[name=name]", f"shown-once-{size['width']}")
+        page.click("button:text-is('Generate')")
+        page.wait_for_selector("[data-testid=secret]")
+        check_page(page, "the secret page", phone=size is PHONE)
+        assert errors == []
+
+
+def test_the_sign_in_page_fits_a_phone(world, page):
+    page.set_viewport_size(PHONE)
+    page.goto("/accounts/login/")
+    check_page(page, "/accounts/login/", phone=True, signed_in=False)
