@@ -110,3 +110,13 @@ def test_the_sign_in_page_fits_a_phone(world, page):
     page.set_viewport_size(PHONE)
     page.goto("/accounts/login/")
     check_page(page, "/accounts/login/", phone=True, signed_in=False)
+
+
+def test_the_api_docs_fit_and_lead_back_to_the_portal(world, page, sign_in):
+    sign_in("bob")
+    for size in (PHONE, DESKTOP):
+        page.set_viewport_size(size)
+        page.goto("/api/docs")
+        page.wait_for_selector("button.authorize")
+        check_page(page, "/api/docs", phone=size is PHONE, signed_in=False)
+        assert page.locator("nav.anvil-bar a", has_text="Anvil portal").is_visible()
