@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests.world import World, make_world, sign_in_staff
 
 pytest_plugins = ["tests.servers", "tests.browser", "tests.signing_in"]
+
+# Hypothesis (the ledger's state machine, apps/usage/tests/test_ledger_state_machine.py): each
+# step runs on PostgreSQL, so a run is bounded by examples and steps, not by a deadline.
+# "default" keeps `make test` within about a minute; HYPOTHESIS_PROFILE=nightly searches longer.
+settings.register_profile("default", max_examples=25, stateful_step_count=25, deadline=None)
+settings.register_profile("nightly", max_examples=400, stateful_step_count=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "default")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from apps.jobs import apis as jobs
 from apps.keys import apis as keys
 from apps.usage import apis as usage
 
@@ -16,6 +17,8 @@ urlpatterns = [
         name="management-api-keys-create",
     ),
     path("usage", usage.UsageStatusApi.as_view(), name="usage"),
+    path("jobs", jobs.JobsApi.as_view(), name="jobs"),
+    path("jobs/<str:ids>", jobs.JobDetailApi.as_view(), name="jobs-detail"),
     path("api_keys", keys.ApiKeyListApi.as_view(), name="api-keys-list"),
     path("api_keys/create", keys.ApiKeyCreateApi.as_view(), name="api-keys-create"),
     path("api_keys/<uuid:public_id>", keys.ApiKeyDetailApi.as_view(), name="api-keys-detail"),

@@ -19,11 +19,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
-from apps.core.access_log import logging_access  # noqa: E402 (after setup)
+from apps.accounts.provider import read_at_start  # noqa: E402 (after setup)
+from apps.core.access_log import logging_access  # noqa: E402
 from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402
 from apps.usage.ledger import adrain  # noqa: E402
 
 gateway_application = GatewayHandler()
+read_at_start()  # the identity provider's discovery document, before the first sign-in
 
 
 async def application(scope, receive, send):

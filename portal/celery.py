@@ -49,6 +49,11 @@ app.conf.beat_schedule = {
     # and grant managers at 80 % / 100 % of the grant's pool (once per allocation).
     "notify-member-limits": every(600, "apps.notifications.tasks.notify_member_limits"),
     "notify-grant-pools": every(600, "apps.notifications.tasks.notify_grant_pools"),
+    # Every 30 seconds: a job whose worker was lost (no sign of life for JOBS_LOST_SECONDS)
+    # has its hold withdrawn and is queued again once, then failed.
+    "sweep-lost-jobs": every(30, "apps.jobs.tasks.sweep_lost_jobs"),
+    # Hourly at :40: delete jobs and their output older than JOBS_RETENTION_DAYS.
+    "delete-expired-jobs": at(crontab(minute=40), "apps.jobs.tasks.delete_expired_jobs"),
     # Nightly at 03:30: check every credit counter against the ledger; log and repair mismatches.
     "reconcile-counters": at(crontab(hour=3, minute=30), "apps.usage.tasks.reconcile_counters"),
 }

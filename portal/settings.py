@@ -3,6 +3,7 @@ README.md and .env.example list each variable."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from portal.env import (
@@ -10,6 +11,7 @@ from portal.env import (
     env_bool,
     env_choice,
     env_database,
+    env_decimal,
     env_int,
     env_list,
     env_pairs,
@@ -54,6 +56,7 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.api",
     "apps.gateway",
+    "apps.jobs",
     "apps.audit",
     "apps.limits",
     "apps.consumption",
@@ -143,6 +146,10 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "email", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
+# Before a change to an account's security (setting up a second factor, say) allauth asks for
+# the password again unless it was typed, at sign-in or since, this many seconds ago
+# (apps.accounts.adapters).
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 
 # Institutional sign-in (OpenID Connect, apps/accounts/oidc.py) switches on when its client id
 # is set; README lists what each variable does.
@@ -235,6 +242,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Three choice sets of fields named "status": an API key's, a job's, and a job's or
+    # "not_found" for an id asked about (apps/jobs/apis.py).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": ["active", "expired", "revoked"],
+        "JobStatusEnum": "apps.jobs.models.Status",
+        "JobLookupStatusEnum": "apps.jobs.apis.LOOKUP_STATUSES",
+    },
 }
 
 LANGUAGE_CODE = "en-gb"
@@ -313,3 +327,17 @@ GATEWAY_READY_HOLD_SECONDS = env_int("GATEWAY_READY_HOLD_SECONDS", 2, minimum=1)
 # Where people ask for access to a model (the Models page's "Request access" link); no link
 # when unset.
 HELPDESK_URL = env_str("HELPDESK_URL", "")
+# Asynchronous jobs (apps/jobs).
+# Most inputs (jobs) one submission may carry.
+JOBS_MAX_INPUTS = env_int("JOBS_MAX_INPUTS", 100, minimum=1)
+# The largest share of a model's slots jobs may take together, so interactive requests always
+# find some (at least one slot goes to jobs).
+JOBS_MAX_SLOT_SHARE = env_decimal("JOBS_MAX_SLOT_SHARE", Decimal("0.5"))
+# Days a job and its output are kept before the periodic task deletes them.
+JOBS_RETENTION_DAYS = env_int("JOBS_RETENTION_DAYS", 7, minimum=1)
+# A job whose worker gave no sign of life for this long is retried once, then failed.
+JOBS_LOST_SECONDS = env_int("JOBS_LOST_SECONDS", 60, minimum=2)
+# Run jobs in a thread of the web process (no Redis: `make run`) or on Celery workers.
+JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", REDIS_URL is None)
+# The Celery queue jobs go to (workers started without --queues take "celery").
+JOBS_QUEUE = env_str("JOBS_QUEUE", "celery")

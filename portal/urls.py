@@ -22,6 +22,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="catalog:models", permanent=False)),
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
+    path("accounts/", include("apps.accounts.urls")),  # before allauth's: some of its pages
     path("accounts/", include("allauth.urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("models/", include("apps.catalog.urls")),
@@ -32,6 +33,7 @@ urlpatterns = [
     path("statements/", include("apps.statements.urls")),
     path("keys/", include("apps.keys.urls")),
     path("playground/", include("apps.playground.urls")),
+    path("jobs/", include("apps.jobs.urls")),
     path("management-keys/", include(management_urls)),
     path("api/", include("apps.gateway.urls")),
     path("api/v1/", include("portal.api_urls")),

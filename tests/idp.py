@@ -1,4 +1,9 @@
-"""A small OpenID Connect provider for tests, served over real HTTP on 127.0.0.1.
+"""A small OpenID Connect provider of our own for tests, served over real HTTP on 127.0.0.1.
+
+The sign-in tests run against oidc-provider-mock from PyPI (``tests.oidc_mock``); this one is
+kept for what the mock cannot do: ES256 and HS256 tokens, tokens with a ``kid``, a provider's
+own session (silent renewal with ``prompt=none``, its end-session endpoint), and ID tokens it
+signs wrong on purpose (expired, no expiry, no nonce, a key outside its JWKS).
 
 It does what Anvil needs of a provider and no more: a discovery document, a JWKS, an
 authorization endpoint with a login page (and its own session cookie, for ``prompt=none``),
@@ -34,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 CLIENT_ID = "anvil-portal"
 CLIENT_SECRET = "test-client-secret-not-for-production-0123456789"  # HS256 needs 32+ bytes
 PASSWORD = "provider-password"
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 
 
 @dataclass
@@ -114,6 +120,14 @@ class TestProvider:
         account.claims.setdefault("sub", f"sub-{secrets.token_hex(4)}-{username}")
         self.accounts[username] = account
         return account
+
+    def login_form(self, page, username: str, password: str) -> tuple[str, dict] | None:
+        """Where to post the login page to sign ``username`` in, and what (``tests.signing_in``
+        fills it in); None when ``page`` is not the login page."""
+        if not (page.url.startswith(self.issuer) and 'action="/authorize"' in page.text):
+            return None
+        form = {name: html.unescape(value) for name, value in HIDDEN.findall(page.text)}
+        return f"{self.issuer}/authorize", {**form, "username": username, "password": password}
 
     def discovery(self) -> dict:
         return {

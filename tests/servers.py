@@ -81,15 +81,10 @@ class ServerProcesses:
     log: object  # pathlib.Path
 
 
-def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = None):
-    """Anvil under uvicorn as a separate process with ``workers`` worker processes (uvloop,
-    httptools: as deployed), on the test database and Redis, so what the workers share goes
-    through PostgreSQL and Redis as in production."""
+def process_env(extra_env: dict | None = None) -> dict:
+    """The environment of an Anvil process the tests start: on the test database and Redis."""
     import os
-    import subprocess
-    import sys
 
-    import httpx
     from django.conf import settings
     from django.db import connection
 
@@ -98,8 +93,7 @@ def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = No
         f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db['NAME']}"
     )
-    port = free_port()
-    env = dict(
+    return dict(
         os.environ,
         DATABASE_URL=database_url,
         REDIS_URL=settings.REDIS_URL,
@@ -109,6 +103,19 @@ def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = No
         PYTHONUNBUFFERED="1",
         **(extra_env or {}),
     )
+
+
+def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = None):
+    """Anvil under uvicorn as a separate process with ``workers`` worker processes (uvloop,
+    httptools: as deployed), on the test database and Redis, so what the workers share goes
+    through PostgreSQL and Redis as in production."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = free_port()
+    env = process_env(extra_env)
     command = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--loop", "uvloop",

@@ -1,15 +1,16 @@
-"""Signing in through the test provider (``tests.idp``) as a browser would.
+"""Signing in through an OpenID Connect provider on 127.0.0.1 as a browser would.
 
 ``Browser`` follows redirects from Anvil (Django's test client) to the provider (real HTTP on
 127.0.0.1) and back, and fills in the provider's login page. Fixtures: ``idp`` (a running
-provider, RS256 unless parametrized indirectly with another algorithm), ``oidc`` (Anvil
-configured for it through its discovery document) and ``browser``.
+provider), ``oidc`` (Anvil configured for it through its discovery document) and ``browser``.
+
+``idp`` is oidc-provider-mock from PyPI (``tests.oidc_mock``) unless parametrized indirectly:
+``"mock"`` is that one, ``"RS256"``, ``"ES256"`` or ``"HS256"`` our own provider
+(``tests.idp``) signing with that algorithm, for what the mock cannot do.
 """
 
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -17,13 +18,14 @@ import pytest
 import requests
 
 from tests.idp import CLIENT_ID, CLIENT_SECRET, PASSWORD, TestProvider
+from tests.oidc_mock import MockProvider
 
 BACKEND = "apps.accounts.oidc.ProviderBackend"
 CALLBACK = "/oidc/callback/"
-HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
+MOCK = "mock"
 
 
-def configure_oidc(settings, provider: TestProvider, **overrides) -> None:
+def configure_oidc(settings, provider: TestProvider | MockProvider, **overrides) -> None:
     """Anvil's OIDC_* settings for ``provider``, as an operator would set them; ``overrides``
     are more settings."""
     values = {
@@ -57,6 +59,7 @@ class Page:
 @dataclass
 class Browser:
     client: object  # django.test.Client: Anvil, at http://testserver
+    provider: TestProvider | MockProvider
     http: requests.Session = field(default_factory=requests.Session)
     visited: list[tuple[int, str]] = field(default_factory=list)
 
@@ -68,11 +71,14 @@ class Browser:
     def sign_in(self, username: str, password: str = PASSWORD, **options) -> Page:
         """From Anvil's sign-in button through the provider's login page (if it shows one)."""
         page = self.get("/oidc/authenticate/", **options)
-        if page.status == 200 and 'action="/authorize"' in page.text:
-            form = {name: html.unescape(value) for name, value in HIDDEN.findall(page.text)}
-            form |= {"username": username, "password": password}
-            page = self._follow("POST", urljoin(page.url, "/authorize"), form, **options)
+        login = self.provider.login_form(page, username, password) if page.status == 200 else None
+        if login is not None:
+            page = self._follow("POST", *login, **options)
         return page
+
+    def post(self, url: str, data: dict) -> Page:
+        """The page at the end of a form's redirects."""
+        return self._follow("POST", url, data)
 
     def _follow(self, method: str, url: str, data, *, stop_at: str | None = None) -> Page:
         url = urljoin("http://testserver/", url)
@@ -98,20 +104,21 @@ class Browser:
 
 @pytest.fixture
 def idp(request):
-    provider = TestProvider(algorithm=getattr(request, "param", "RS256"))
+    kind = getattr(request, "param", MOCK)
+    provider = MockProvider() if kind == MOCK else TestProvider(algorithm=kind)
     yield provider
     provider.stop()
 
 
 @pytest.fixture
-def oidc(settings, idp) -> TestProvider:
+def oidc(settings, idp) -> TestProvider | MockProvider:
     configure_oidc(settings, idp)
     return idp
 
 
 @pytest.fixture
-def browser(client) -> Browser:
-    browser = Browser(client)
+def browser(client, idp) -> Browser:
+    browser = Browser(client, idp)
     browser.http.trust_env = False  # never a proxy between the tests and 127.0.0.1
     yield browser
     browser.http.close()

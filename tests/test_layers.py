@@ -39,6 +39,8 @@ LAYERS = {
     "usage": 4,
     # The OpenAI-compatible gateway: authenticates a key, holds credits, relays the request.
     "gateway": 5,
+    # Asynchronous jobs: a worker runs each through the gateway's admission and relay.
+    "jobs": 5,
     # Pages and jobs built from everything below: consumption (My usage, the grant and key
     # pages), monthly statements, notification e-mails, and the demo data of `make run`.
     "consumption": 6,

@@ -21,6 +21,13 @@ class User(AbstractUser):
     def is_commercial(self) -> bool:
         return self.affiliation == Affiliation.COMMERCIAL
 
+    @property
+    def signs_in_only_through_provider(self) -> bool:
+        """Made by (or linked to) an identity provider's sign-in, and no Anvil password: its
+        password is the provider's, and Anvil's pages give it none (no reset, no set); staff
+        can still give it one in the admin."""
+        return not self.has_usable_password() and self.provider_identities.exists()
+
     def __str__(self) -> str:
         return self.username
 

@@ -1,20 +1,25 @@
 """The OpenID Connect provider people sign in with: its issuer, its endpoints and the keys it
 signs tokens with.
 
-With ``OIDC_OP_DISCOVERY_URL`` they come from the provider's discovery document, read at the
-first sign-in and kept for the life of the process (a failed read is not kept: the next
-sign-in tries again); each ``OIDC_OP_*`` setting that is set overrides the document. The
-signing keys (JWKS) are read at each sign-in, so a provider's key rotation needs no restart.
+With ``OIDC_OP_DISCOVERY_URL`` they come from the provider's discovery document, read when a
+server process starts (``read_at_start``, called by portal/asgi.py and portal/wsgi.py: uvicorn,
+runserver) and kept for the life of the process. A failed read is not kept: when the provider
+can not be read at start, the first sign-in reads it, and each sign-in after a failed one tries
+again. Each ``OIDC_OP_*`` setting that is set overrides the document. The signing keys (JWKS)
+are read at each sign-in, so a provider's key rotation needs no restart.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 
 import jwt
 import requests
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 WELL_KNOWN = "/.well-known/openid-configuration"
 KEY_TYPES = {"RS": "RSA", "ES": "EC"}
@@ -51,6 +56,26 @@ def provider() -> Provider:
         jwks_uri=pick("OIDC_OP_JWKS_ENDPOINT", "jwks_uri"),
         end_session_endpoint=pick("OIDC_OP_LOGOUT_ENDPOINT", "end_session_endpoint"),
     )
+
+
+def read_at_start() -> None:
+    """Read and keep the provider's discovery document as a server process starts, so that
+    sign-ins find it ready. Nothing happens without OpenID Connect or a discovery URL (so
+    management commands, which do not call this, and processes without it reach no one). A
+    provider that can not be read is logged, and the process starts all the same: the first
+    sign-in reads the document then."""
+    if not (settings.OIDC_ENABLED and settings.OIDC_OP_DISCOVERY_URL):
+        return
+    try:
+        issuer = provider().issuer
+    except ProviderUnavailable as exc:
+        logger.warning(
+            "OpenID Connect: the provider's discovery document could not be read at start; "
+            "the first sign-in reads it. %s",
+            exc,
+        )
+        return
+    logger.info("OpenID Connect: read the discovery document of %s", issuer)
 
 
 @functools.lru_cache(maxsize=4)

@@ -31,7 +31,7 @@ from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
-from apps.keys.auth import AuthResult, aapi_key_authenticate, aapi_key_authenticate_owned
+from apps.keys.auth import AuthResult, aapi_key_authenticate, aapi_key_standing
 from apps.keys.models import ApiKey
 from apps.usage import ledger
 from apps.usage.models import Hold, Outcome
@@ -40,14 +40,6 @@ logger = logging.getLogger(__name__)
 
 # A hold outlives the longest request by this much; only a crashed process leaves it behind.
 HOLD_MARGIN_SECONDS = 120
-
-
-@dataclass(frozen=True)
-class OwnedKey:
-    """A key picked by its owner in a signed-in session (the playground), instead of a secret."""
-
-    public_id: object  # uuid.UUID
-    owner_id: int
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,8 @@ class Ask:
     prompt: PromptSize
     max_tokens: int | None
     choices: int = 1  # completions the backend generates: n (best_of) for each prompt
-    owned_key: OwnedKey | None = None  # instead of ``secret``: the playground's session
+    # A request made later on the key's behalf (a job): the key by id, judged when admitted.
+    key_id: int | None = None
 
 
 MAX_TOKEN_COUNT = 2**31 - 1  # the ledger's integer columns
@@ -172,8 +165,8 @@ class admitted:
 
     async def __aenter__(self) -> Admission:
         started = time.monotonic()
-        key = await aauthenticate(self.ask.secret, owned=self.ask.owned_key)
         ask = self.ask
+        key = await (aauthenticate(ask.secret) if ask.key_id is None else akey(ask.key_id))
         model = check_model(
             key=key, catalog=self.catalog, name=ask.model_name, endpoint=ask.endpoint
         )
@@ -280,17 +273,14 @@ def _accepted(result: AuthResult) -> ApiKey:
     return result.key
 
 
-async def aauthenticate(secret: str | None, *, owned: OwnedKey | None = None) -> ApiKey:
-    """The request's key, by its secret, or (the playground) by its owner's pick; the same
-    judgment either way."""
-    if owned is not None:
-        result = await aapi_key_authenticate_owned(
-            public_id=owned.public_id, owner_id=owned.owner_id
-        )
-        return _accepted(result)
+async def aauthenticate(secret: str | None) -> ApiKey:
     if not secret:
         raise _missing_key()
     return _accepted(await aapi_key_authenticate(secret=secret))
+
+
+async def akey(key_id: int) -> ApiKey:
+    return _accepted(await aapi_key_standing(key_id=key_id))
 
 
 def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: str) -> ServedModel:

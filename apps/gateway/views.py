@@ -16,7 +16,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.gateway import parsing, relay, tokens
-from apps.gateway.admission import Ask, OwnedKey, aauthenticate, admitted
+from apps.gateway.admission import Ask, aauthenticate, admitted, akey
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, slot_stats
@@ -81,27 +81,28 @@ def _secret(request) -> str | None:
     return bearer_secret(request.headers.get("authorization"))
 
 
-async def serve(request, endpoint: Endpoint, owned_key: OwnedKey | None = None) -> HttpResponse:
+async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpResponse:
     """One inference request, top to bottom: parse, admit, relay, answer. The key is the
-    bearer secret's, or ``owned_key`` (the playground: a signed-in person's pick)."""
-    secret = None if owned_key else _secret(request)
+    bearer secret's, or the key ``key_id`` (the playground: a signed-in person's own key,
+    judged as if its secret had been sent)."""
+    secret = None if key_id is not None else _secret(request)
     try:
         try:
             parsed = parse(request, endpoint)
         except GatewayError:
             # an unknown key hears 401 whatever its body says
-            await aauthenticate(secret, owned=owned_key)
+            await (aauthenticate(secret) if key_id is None else akey(key_id))
             raise
         ask = Ask(
             secret=secret, endpoint=parsed.endpoint.name, model_name=parsed.model_name,
             prompt=parsed.prompt, max_tokens=parsed.max_tokens, choices=parsed.choices,
-            owned_key=owned_key,
+            key_id=key_id,
         )  # fmt: skip
         admitting = admitted(ask, await current_catalog())
         if parsed.stream:
             return await _answer_stream(admitting, parsed)
         async with admitting as admission:
-            upstream = _upstream_body(parsed.body, admission, stream=False)
+            upstream = upstream_body(parsed.body, admission, stream=False)
             payload = await relay.forward(admission, parsed.endpoint.path, upstream)
         answer = JsonResponse(payload)
         for name, value in admission.headers().items():
@@ -126,7 +127,7 @@ async def _answer_stream(admitting: admitted, parsed: Parsed) -> HttpResponse:
     events = relay.stream(
         admitting,
         parsed.endpoint.path,
-        lambda admission: _upstream_body(parsed.body, admission, stream=True),
+        lambda admission: upstream_body(parsed.body, admission, stream=True),
         parsed.wants_usage,
     )
     first = await anext(events)
@@ -139,7 +140,8 @@ async def _answer_stream(admitting: admitted, parsed: Parsed) -> HttpResponse:
     return answer
 
 
-def _upstream_body(body: dict, admission, *, stream: bool) -> dict:
+def upstream_body(body: dict, admission, *, stream: bool) -> dict:
+    """The body the backend gets: the client's, for the admitted model and max_tokens."""
     upstream = dict(body)
     upstream["model"] = admission.model.upstream_model
     if "stream" in body:

@@ -129,12 +129,12 @@ def _refuse_malformed(kind: KeyKind, secret: str) -> AuthResult:
 def _judge(kind: KeyKind, secret: str, key) -> AuthResult:
     if key is None or not secret_matches(secret, key.digest):
         return _refuse(kind, Refusal.UNKNOWN)
-    return _judge_state(kind, key)
+    return _judge_standing(kind, key)
 
 
-def _judge_state(kind: KeyKind, key) -> AuthResult:
-    """Whether a genuine key works now: not archived, revoked or expired, its owner active,
-    its grant valid. The same rules whether the key came with its secret or by its owner."""
+def _judge_standing(kind: KeyKind, key) -> AuthResult:
+    """Whether a key known to be the caller's still works: not archived, revoked or expired,
+    its owner active, its grant valid today."""
     if getattr(key, "archived_at", None):
         return _refuse(kind, Refusal.ARCHIVED)
     if key.revoked_at:
@@ -213,15 +213,14 @@ async def aapi_key_authenticate(*, secret: str) -> AuthResult:
     return await _aauthenticate(API, secret)
 
 
-async def aapi_key_authenticate_owned(*, public_id, owner_id: int) -> AuthResult:
-    """One of ``owner_id``'s own API keys, picked by its public id in a signed-in session (the
-    playground: the secret is never sent again), judged by the rules a secret's key is. Anyone
-    else's key, or none, is refused as unknown."""
-    query = API.queryset().filter(public_id=public_id, owner_id=owner_id).first
+async def aapi_key_standing(*, key_id: int) -> AuthResult:
+    """The API key with id ``key_id`` judged as if its secret had been sent now: for work
+    done later on the owner's behalf (a job's worker holds the key's id, never its secret)."""
+    query = API.queryset().filter(pk=key_id).first
     key = await sync_to_async(query, thread_sensitive=False)()
     if key is None:
         return _refuse(API, Refusal.UNKNOWN)
-    return _judge_state(API, key)
+    return _judge_standing(API, key)
 
 
 def management_key_authenticate(*, secret: str) -> AuthResult:

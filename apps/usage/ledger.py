@@ -428,11 +428,12 @@ async def awithdraw(hold: Hold) -> bool:
 
 
 async def adrain() -> None:
-    """Withdraw the ready holds and wait for every settlement this process started (a graceful
-    shutdown)."""
+    """Withdraw the ready holds and wait for every settlement this event loop started (a
+    graceful shutdown; another loop of the process, such as the jobs', drains its own)."""
     if on_event_loop():
         from apps.usage import ready
 
         await ready.registry().withdraw_all()
-    while _settling:
-        await asyncio.gather(*_settling, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    while mine := [settling for settling in _settling if settling.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)

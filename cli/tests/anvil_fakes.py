@@ -61,7 +61,8 @@ class Request:
 
 class FakeAnvil:
     """``with FakeAnvil({"/api/health": Reply(...)}) as server``: serves on ``server.url``;
-    ``server.requests`` lists what came. An unknown path is a 404 in OpenAI's error shape."""
+    ``server.requests`` lists what came. A route may name its method too (``"DELETE /path"``). An
+    unknown path is a 404 in OpenAI's error shape."""
 
     def __init__(self, routes: dict[str, Reply]) -> None:
         self.routes, self.requests = routes, []
@@ -71,7 +72,7 @@ class FakeAnvil:
             def do_GET(self) -> None:
                 fake._answer(self)
 
-            do_POST = do_GET
+            do_POST = do_DELETE = do_GET
 
             def log_message(self, *args) -> None:
                 pass
@@ -92,7 +93,8 @@ class FakeAnvil:
         body = json.loads(handler.rfile.read(length)) if length else None
         self.requests.append(Request(handler.command, handler.path, dict(handler.headers), body))
         missing = Reply(404, {"error": {"message": "No such path.", "code": "not_found"}})
-        reply = self.routes.get(handler.path.split("?")[0], missing)
+        path = handler.path.split("?")[0]
+        reply = self.routes.get(f"{handler.command} {path}") or self.routes.get(path, missing)
         if reply.events is not None:
             content = "".join(f"{line}\n\n" for line in reply.events).encode()
             kind = "text/event-stream"

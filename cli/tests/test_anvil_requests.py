@@ -174,6 +174,60 @@ class RequestTests(unittest.TestCase):
         self.assertEqual(result.stdout, "Hal\n")
         self.assert_failed(result, f"The answer from {server.url} broke off before its end.")
 
+    def test_jobs_submit_sends_the_native_body_and_prints_the_ids(self) -> None:
+        ids = ["a" * 32, "b" * 32]
+        reply = Reply(body={"success": True, "ids": ids})
+        with FakeAnvil({"/api/v1/jobs": reply}) as server:
+            result = self.anvil(
+                server, "jobs", "submit", "-", "-m", "m", "--max-tokens", "5", "--stop", ".",
+                input="First\n\nSecond\r\n",
+            )  # fmt: skip
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, f"{ids[0]}\n{ids[1]}\n")
+        self.assertEqual(
+            server.requests[0].body,
+            {
+                "model": "m",
+                "inputs": ["First", "Second"],
+                "parameters": {"max_tokens": 5, "stop": "."},
+            },
+        )
+
+    def test_a_jobs_refusal_is_its_message_naming_the_option(self) -> None:
+        error = {"success": False, "error": "parameters.top_p: must be a number from 0 to 1."}
+        with FakeAnvil({"/api/v1/jobs": Reply(400, error)}) as server:
+            result = self.anvil(server, "jobs", "submit", "-i", "x", "-m", "m", "--top-p", "1")
+        self.assert_failed(result, "--top-p: must be a number from 0 to 1. (HTTP 400)")
+
+    def test_jobs_status_is_a_table_and_cancel_purge_deletes(self) -> None:
+        job = {
+            "status": "done", "log": "Hello there", "tag": "m", "runtime": 75,
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "credits": "0.0001"},
+        }  # fmt: skip
+        routes = {
+            "/api/v1/jobs/j1": Reply(body={"success": True, "jobs": {"j1": job}}),
+            "/api/v1/jobs/j1,j2": Reply(
+                body={"success": True, "jobs": {"j1": job, "j2": {"status": "not_found"}}}
+            ),
+        }
+        with FakeAnvil(routes) as server:
+            one = self.anvil(server, "jobs", "status", "j1")
+            two = self.anvil(server, "jobs", "status", "j1,j2")
+            deleted = {"success": True, "jobs": {"j1": {"status": "deleted"}}}
+            routes["DELETE /api/v1/jobs/j1"] = Reply(body=deleted)
+            purged = self.anvil(server, "jobs", "cancel", "j1", "--purge")
+        self.assertEqual(one.returncode, 0, one.stderr)
+        lines = one.stdout.splitlines()
+        self.assertEqual(lines[1].split(), ["j1", "done", "m", "1m15s", "3", "2", "0.0001"])
+        self.assertEqual(lines[2:], ["", "Hello there"])
+        self.assertEqual(two.stdout.splitlines()[2].split(), ["j2", "not", "found"])
+        self.assert_failed(two, "No job j2 (unknown, deleted, expired, or not yours).")
+        self.assertEqual(
+            [(r.method, r.path) for r in server.requests[2:]],
+            [("GET", "/api/v1/jobs/j1"), ("DELETE", "/api/v1/jobs/j1?purge=true")],
+        )
+        self.assertEqual(purged.stdout, "Job j1 and its output are deleted.\n")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent.parent / "vendor" / "axe-core" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 900}
-NAV = ["Quickstart", "Models", "Try a model", "Grants", "API keys", "Management keys", "My usage",
-       "Statements", "API docs"]  # fmt: skip
+NAV = ["Quickstart", "Models", "Try a model", "Jobs", "Grants", "API keys", "Management keys",
+       "My usage", "Statements", "API docs"]  # fmt: skip
 
 
 def pages_of(world, user) -> list[str]:
@@ -32,6 +32,7 @@ def pages_of(world, user) -> list[str]:
         reverse("keys:change_limits", args=[key.public_id]),
         reverse("keys:revoke", args=[key.public_id]), reverse("management_keys:list"),
         reverse("consumption:mine"), reverse("statements:list"), reverse("playground:page"),
+        reverse("jobs:list"),
         "/no-such-page/",
     ]  # fmt: skip
     if user == world.alice:

@@ -16,6 +16,10 @@ COMMANDS = {
     "models": ["models"],
     "health": ["health"],
     "chat": ["chat", "Hello", "--model", "chat-small"],
+    "jobs submit": ["jobs", "submit", "-i", "Hello", "--model", "chat-small"],
+    "jobs status": ["jobs", "status", "0123456789abcdef0123456789abcdef"],
+    "jobs status --watch": ["jobs", "status", "0123456789abcdef0123456789abcdef", "--watch"],
+    "jobs cancel": ["jobs", "cancel", "0123456789abcdef0123456789abcdef"],
 }
 KEYED = {name: args for name, args in COMMANDS.items() if name != "health"}
 HELP = [
@@ -28,6 +32,10 @@ HELP = [
     "models",
     "health",
     "chat",
+    "jobs",
+    "jobs submit",
+    "jobs status",
+    "jobs cancel",
 ]
 
 
@@ -50,7 +58,7 @@ def test_an_unknown_option_is_a_usage_error_on_every_command(cli, command):
 
 
 def test_an_unknown_command_is_a_usage_error(cli):
-    assert usage_error(cli("jobs", "submit")) == "Error: No such command 'jobs'."
+    assert usage_error(cli("frobnicate")) == "Error: No such command 'frobnicate'."
 
 
 @pytest.mark.parametrize("args", COMMANDS.values(), ids=COMMANDS.keys())

@@ -1,15 +1,22 @@
 """Every way an OpenID Connect sign-in can fail ends on a page that says what happened, with
 nobody signed in, never an error 500: a tampered or foreign signature, a wrong issuer or
 audience, an expired token, a replayed or forged state, a reused nonce, the provider down or
-saying no, a missing claim, an unverified e-mail where one is required, a deactivated account."""
+saying no, a missing claim, an unverified e-mail where one is required, a deactivated account.
+
+The provider is oidc-provider-mock; where it can not be made to sign a wrong token, a layer
+between it and Anvil changes its answer (tests.oidc_mock). Tokens the mock never signs
+(expired, without expiry or nonce, from a key outside the JWKS, ES256 and HS256) come from
+our own provider, tests.idp."""
 
 from __future__ import annotations
 
 import time
 
+import jwt
 import pytest
 
 from apps.accounts.models import User
+from tests.oidc_mock import OTHER_CLIENT
 from tests.signing_in import CALLBACK
 
 pytestmark = pytest.mark.django_db
@@ -26,11 +33,42 @@ def assert_refused(page, status: int, says: str, client) -> None:
     assert not User.objects.filter(provider_identities__isnull=False).exists()
 
 
-@pytest.mark.parametrize("idp", ["RS256", "ES256", "HS256"], indirect=True)
-def test_it_refuses_a_tampered_token(oidc, browser, client):
+def refusal_logged(caplog) -> str:
+    """Why the token was refused, as the log says."""
+    said = [r.getMessage() for r in caplog.records if "token refused" in r.getMessage()]
+    assert len(said) == 1, said
+    return said[0]
+
+
+def claims_signed(mock) -> dict:
+    """The claims of the one ID token the mock signed (unchecked: the test only looks)."""
+    [answer] = mock.token_answers
+    return jwt.decode(answer["id_token"], options={"verify_signature": False})
+
+
+@pytest.mark.parametrize("idp", ["mock", "ES256", "HS256"], indirect=True)
+def test_it_refuses_a_tampered_token(oidc, browser, client, caplog):
     oidc.add_account("ada")
     oidc.tamper = True
     assert_refused(browser.sign_in("ada"), 400, NOT_VERIFIED, client)
+    assert "signature fits none of the provider's keys" in refusal_logged(caplog)
+
+
+def test_it_refuses_a_token_from_another_issuer(oidc, browser, client, caplog):
+    """The mock's own key signs it, naming the mock under another name as its issuer."""
+    oidc.add_account("ada")
+    oidc.issuer_host = oidc.issuer.replace("127.0.0.1", "localhost").removeprefix("http://")
+    assert_refused(browser.sign_in("ada"), 400, NOT_VERIFIED, client)
+    assert claims_signed(oidc)["iss"] == f"http://{oidc.issuer_host}"
+    assert "Invalid issuer" in refusal_logged(caplog)
+
+
+def test_it_refuses_a_token_issued_to_another_client(oidc, browser, client, caplog):
+    oidc.add_account("ada")
+    oidc.audience = OTHER_CLIENT
+    assert_refused(browser.sign_in("ada"), 400, NOT_VERIFIED, client)
+    assert claims_signed(oidc)["aud"] == [OTHER_CLIENT]
+    assert "Audience doesn't match" in refusal_logged(caplog)
 
 
 @pytest.mark.parametrize("idp", ["RS256", "ES256"], indirect=True)
@@ -40,11 +78,10 @@ def test_it_refuses_a_token_signed_with_a_key_not_in_the_jwks(oidc, browser, cli
     assert_refused(browser.sign_in("ada"), 400, NOT_VERIFIED, client)
 
 
+@pytest.mark.parametrize("idp", ["RS256"], indirect=True)
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param({"iss": "http://127.0.0.1:9/another-provider"}, id="wrong-issuer"),
-        pytest.param({"aud": "another-client"}, id="wrong-audience"),
         pytest.param({"aud": ["anvil-portal", "another-client"]}, id="shared-audience-no-azp"),
         pytest.param({"exp": int(time.time()) - 3600}, id="expired"),
         pytest.param({"exp": None}, id="no-expiry"),
@@ -86,13 +123,16 @@ def test_it_refuses_a_callback_in_a_browser_that_never_started(oidc, browser, cl
     assert_refused(browser.get(callback.url), 400, START_AGAIN, client)
 
 
-def test_it_refuses_a_reused_nonce(oidc, browser, client):
+def test_it_refuses_a_reused_nonce(oidc, browser, client, caplog):
+    """The first sign-in's token answer, its nonce with it, replayed at the next sign-in."""
     oidc.add_account("ada")
     browser.sign_in("ada")
     client.logout()
     User.objects.all().delete()
-    oidc.id_token_changes = {"nonce": oidc.nonces[0]}  # the first sign-in's, replayed
+    oidc.replay = oidc.token_answers[0]
     assert_refused(browser.sign_in("ada"), 400, NOT_VERIFIED, client)
+    assert oidc.nonces[0] != oidc.nonces[1]
+    assert "its nonce is not the one this sign-in sent" in refusal_logged(caplog)
 
 
 def test_it_says_so_when_the_provider_is_down_at_the_start(oidc, browser, client):
@@ -108,10 +148,10 @@ def test_it_says_so_when_the_provider_goes_down_before_the_token_exchange(oidc, 
 
 
 def test_it_says_what_the_provider_said_when_it_says_no(oidc, browser, client):
-    browser.get("/oidc/authenticate/")  # the provider shows its login page; nobody signs in
-    state = oidc.authorize_requests[-1]["state"]
-    page = browser.get(f"{CALLBACK}?error=access_denied&error_description=Not+today&state={state}")
-    assert_refused(page, 403, "Test University did not sign you in: Not today", client)
+    at_provider = browser.get("/oidc/authenticate/")  # its page: "Authorize" or "Deny"
+    page = browser.post(at_provider.url, {"action": "deny"})
+    said = "The resource owner or authorization server denied the request"
+    assert_refused(page, 403, f"Test University did not sign you in: {said}", client)
 
 
 def test_it_refuses_a_missing_required_claim(settings, oidc, browser, client):

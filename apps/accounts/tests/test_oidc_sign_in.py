@@ -1,7 +1,8 @@
 """Signing in through an OpenID Connect provider, the whole authorization-code flow against a
-real provider on 127.0.0.1 (tests.idp): discovery, the redirect with state, nonce and PKCE,
-the provider's login page, the token exchange, the signature checked against the provider's
-JWKS (tokens without a kid), and the claims made into a person."""
+real provider on 127.0.0.1 (oidc-provider-mock; ours, tests.idp, for ES256, HS256 and tokens
+with a kid): discovery, the redirect with state, nonce and PKCE, the provider's login page, the
+token exchange, the signature checked against the provider's JWKS (tokens without a kid), and
+the claims made into a person."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.urls import reverse
 
 from apps.accounts.models import Affiliation, ProviderIdentity, User
 from tests.idp import CLIENT_ID
+from tests.oidc_mock import AUTHORIZE, TOKEN, WELL_KNOWN
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +21,7 @@ def signed_in_user(client) -> User | None:
     return response.context["user"] if response.status_code == 200 else None
 
 
-@pytest.mark.parametrize("idp", ["RS256", "ES256", "HS256"], indirect=True)
+@pytest.mark.parametrize("idp", ["mock", "ES256", "HS256"], indirect=True)
 def test_it_signs_in_through_the_whole_flow(oidc, browser, client):
     account = oidc.add_account("ada", given_name="Ada", family_name="Lovelace")
     page = browser.sign_in("ada")
@@ -37,6 +39,26 @@ def test_it_signs_in_through_the_whole_flow(oidc, browser, client):
     assert (identity.issuer, identity.subject) == (oidc.issuer, account.claims["sub"])
 
 
+def test_it_asks_the_provider_in_the_flows_order(oidc, browser):
+    """Discovery, the redirect to the provider's page, the login there, the token exchange,
+    the provider's keys (the mock's token names no kid) and userinfo."""
+    oidc.add_account("ada")
+    assert browser.sign_in("ada").url == "http://testserver/models/"
+    assert oidc.requests == [
+        ("GET", WELL_KNOWN),
+        ("GET", AUTHORIZE),
+        ("POST", AUTHORIZE),
+        ("POST", TOKEN),
+        ("GET", "/jwks"),
+        ("GET", "/userinfo"),
+    ]
+    browser.client.logout()
+    browser.sign_in("ada")
+    assert oidc.discovery_reads == 1  # kept from the first sign-in; the keys are read again
+    assert oidc.requests.count(("GET", "/jwks")) == 2
+
+
+@pytest.mark.parametrize("idp", ["RS256"], indirect=True)
 def test_it_verifies_a_token_with_a_kid_too(settings, idp, browser, client):
     from tests.signing_in import configure_oidc
 
@@ -54,13 +76,14 @@ def test_it_works_with_the_endpoints_set_one_by_one(settings, idp, browser):
         idp,
         OIDC_OP_DISCOVERY_URL="",
         OIDC_OP_ISSUER=idp.issuer,
-        OIDC_OP_AUTHORIZATION_ENDPOINT=f"{idp.issuer}/authorize",
-        OIDC_OP_TOKEN_ENDPOINT=f"{idp.issuer}/token",
+        OIDC_OP_AUTHORIZATION_ENDPOINT=f"{idp.issuer}{AUTHORIZE}",
+        OIDC_OP_TOKEN_ENDPOINT=f"{idp.issuer}{TOKEN}",
         OIDC_OP_USER_ENDPOINT=f"{idp.issuer}/userinfo",
         OIDC_OP_JWKS_ENDPOINT=f"{idp.issuer}/jwks",
     )
     idp.add_account("ada")
     assert browser.sign_in("ada").url == "http://testserver/models/"
+    assert idp.discovery_reads == 0
 
 
 def test_it_updates_name_username_and_email_at_each_sign_in(oidc, browser, client):

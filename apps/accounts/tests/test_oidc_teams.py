@@ -1,7 +1,8 @@
 """The provider's teams claim decides a person's teams at each sign-in: a team named at one
 sign-in is joined, and left at the next sign-in that no longer names it, with the person's
 keys in its grants refused by the gateway from then on; the affiliation claim decides
-Non-commercial models as an affiliation set by hand does."""
+Non-commercial models as an affiliation set by hand does. The provider is
+oidc-provider-mock."""
 
 from __future__ import annotations
 

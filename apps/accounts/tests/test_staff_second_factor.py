@@ -1,11 +1,14 @@
 """Staff open the admin only after a second factor (TOTP), and the admin's login is allauth's,
-with its rate limits: once, 30 wrong passwords and then the right one got into the admin."""
+with its rate limits: once, 30 wrong passwords and then the right one got into the admin.
+Setting TOTP up right after signing in with the password does not ask for it again."""
 
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
+from allauth.account.authentication import AUTHENTICATION_METHODS_SESSION_KEY
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import (
     TOTP,
@@ -20,6 +23,7 @@ from apps.accounts.models import User
 pytestmark = pytest.mark.django_db
 
 STAFF_PASSWORD = "staff-password-0123"
+SETUP = "/accounts/2fa/totp/activate/"
 
 
 @pytest.fixture(autouse=True)
@@ -71,11 +75,8 @@ def test_it_sends_staff_without_a_second_factor_to_set_one_up(client, staff):
 
 def test_it_lets_staff_set_up_totp_then_asks_for_a_code_before_the_admin(client, staff):
     sign_in(client)
-    setup = client.get("/accounts/2fa/totp/activate/", follow=True)
-    if setup.redirect_chain:  # allauth asks for the password again before a security change
-        client.post(setup.redirect_chain[-1][0], {"password": STAFF_PASSWORD})
     setup = client.get("/accounts/2fa/totp/activate/")
-    assert setup.status_code == 200
+    assert setup.status_code == 200  # the sign-in just now stands for the password
     secret = client.session["mfa.totp.secret"]
     wrong = client.post("/accounts/2fa/totp/activate/", {"code": code(secret, periods_away=9)})
     assert wrong.status_code == 200 and not Authenticator.objects.filter(user=staff).exists()
@@ -85,6 +86,19 @@ def test_it_lets_staff_set_up_totp_then_asks_for_a_code_before_the_admin(client,
     assert types == {Authenticator.Type.TOTP, Authenticator.Type.RECOVERY_CODES}
     asked = client.get("/admin/")
     assert asked["Location"] == "/accounts/2fa/reauthenticate/?next=%2Fadmin%2F"
+
+
+def test_it_asks_for_the_password_again_once_the_sign_in_is_minutes_old(client, staff, settings):
+    sign_in(client)
+    session = client.session
+    for record in session[AUTHENTICATION_METHODS_SESSION_KEY]:
+        record["at"] -= settings.ACCOUNT_REAUTHENTICATION_TIMEOUT + 1
+    session.save()
+    asked = client.get(SETUP)
+    assert asked["Location"] == "/accounts/reauthenticate/?next=" + quote(SETUP, safe="")
+    again = client.post(asked["Location"], {"password": STAFF_PASSWORD})
+    assert again["Location"] == SETUP
+    assert client.get(SETUP).status_code == 200
 
 
 def test_it_refuses_a_wrong_totp_code_and_lets_the_right_one_in(client, staff):
@@ -134,6 +148,7 @@ def test_it_asks_staff_signed_in_through_the_provider_for_their_code(oidc, brows
     staff = User.objects.get(username="operator")
     User.objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=True)
     assert client.get("/admin/")["Location"].startswith("/accounts/2fa/totp/activate/")
+    assert client.get("/accounts/2fa/totp/activate/").status_code == 200  # no password to ask
     secret = with_totp(staff)
     asked = client.get("/admin/")
     assert asked["Location"] == "/accounts/2fa/reauthenticate/?next=%2Fadmin%2F"
@@ -141,6 +156,18 @@ def test_it_asks_staff_signed_in_through_the_provider_for_their_code(oidc, brows
     assert wrong.status_code == 200 and client.get("/admin/").status_code == 302
     right = client.post(asked["Location"], {"code": code(secret)})
     assert right["Location"] == "/admin/" and client.get("/admin/").status_code == 200
+
+
+def test_a_sign_in_through_the_provider_does_not_stand_for_a_code(oidc, browser, client):
+    """Turning TOTP off still takes a code: the provider's sign-in took neither it nor an
+    Anvil password."""
+    oidc.add_account("operator")
+    browser.sign_in("operator")
+    staff = User.objects.get(username="operator")
+    User.objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=True)
+    with_totp(staff)
+    asked = client.get("/accounts/2fa/totp/deactivate/")
+    assert asked["Location"].startswith("/accounts/2fa/reauthenticate/")
 
 
 def test_it_shows_people_who_are_not_staff_no_admin(client, world):

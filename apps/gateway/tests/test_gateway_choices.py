@@ -95,7 +95,7 @@ def test_a_failure_after_admission_gives_the_slot_and_the_hold_back(gateway, mon
     def broken(*args, **kwargs):
         raise RuntimeError("a bug between admission and relay")
 
-    monkeypatch.setattr(views, "_upstream_body", broken)
+    monkeypatch.setattr(views, "upstream_body", broken)
     gateway.add_model("only-one", upstream="chat-small", max_concurrency=1, queue_size=0)
     for _ in range(2):  # the second would find the only slot taken if the first kept it
         with pytest.raises(openai.InternalServerError):

@@ -35,7 +35,7 @@ def chat(session: Session, prompt: str, model, system, max_tokens, stream: bool)
     if not prompt.strip():
         raise click.UsageError("The prompt is empty.")
     client, key = session.client(), session.needed("api_key")
-    body = {"model": model or _default_model(client, key), "messages": _messages(prompt, system)}
+    body = {"model": model or default_model(client, key), "messages": _messages(prompt, system)}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     if stream:
@@ -56,7 +56,7 @@ def _messages(prompt: str, system: str | None) -> list[dict]:
     return [*messages, {"role": "user", "content": prompt}]
 
 
-def _default_model(client: Client, key: str) -> str:
+def default_model(client: Client, key: str) -> str:
     """The cheapest chat model the key may use and that is up (on a tie, the first by name)."""
     usable = [
         model

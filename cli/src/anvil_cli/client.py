@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import urllib.error
@@ -21,6 +22,7 @@ from anvil_cli import __version__
 
 USER_AGENT = f"anvil-cli/{__version__}"
 MAX_ERROR_BODY = 65536
+FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(?:\[\d+\])?: ")  # "parameters.top_p: ..."
 
 
 class ApiError(click.ClickException):
@@ -91,6 +93,12 @@ class Client:
 
     def post(self, path: str, body: dict, *, key: str | None = None) -> Answer:
         with self._open("POST", path, key=key, body=body) as response:
+            return self._answer(response)
+
+    def delete(self, path: str, *, key: str | None = None, query: dict | None = None) -> Answer:
+        if query:
+            path = f"{path}?{urllib.parse.urlencode(query)}"
+        with self._open("DELETE", path, key=key) as response:
             return self._answer(response)
 
     @contextmanager
@@ -170,10 +178,15 @@ def _read_some(response) -> bytes:
 
 
 def refusal(status: int, reason: str, content: bytes) -> ApiError:
-    """The server's error answer: its OpenAI-shaped message when it sent one."""
+    """The server's error answer: its OpenAI-shaped message when it sent one, or the jobs API's
+    ``{"success": false, "error": "field: what is wrong"}`` (the field becomes ``param``)."""
     try:
         error = json.loads(content)["error"]
-        message, code, param = error["message"], error.get("code"), error.get("param")
+        if isinstance(error, str) and error.strip():
+            field = FIELD.match(error)
+            message, code, param = error, None, field.group(1) if field else None
+        else:
+            message, code, param = error["message"], error.get("code"), error.get("param")
     except (ValueError, KeyError, TypeError):
         message, code, param = reason or "The server refused the request.", None, None
     return ApiError(str(message), status=status, code=code, param=param)

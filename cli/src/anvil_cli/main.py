@@ -6,13 +6,13 @@ import sys
 
 import click
 
-from anvil_cli import __version__, billing, catalog, chat, config, configure, keys
+from anvil_cli import __version__, billing, catalog, chat, config, configure, jobs, keys
 from anvil_cli.session import Session
 
 ENVIRONMENT = """\b
 Environment (wins over the config file):
   ANVIL_BASE_URL        the server, e.g. https://anvil.example.org
-  ANVIL_API_KEY         an API key (anv-...): billing, models, chat
+  ANVIL_API_KEY         an API key (anv-...): billing, models, chat, jobs
   ANVIL_MANAGEMENT_KEY  a management key (anvm-...): api-keys create
   ANVIL_PROFILE         the profile to use (like --profile)
   ANVIL_TIMEOUT         seconds to wait for the server (like --timeout)
@@ -56,7 +56,7 @@ def _profile_name(ctx, param, value: str) -> str:
 @click.pass_context
 def cli(ctx: click.Context, profile: str, timeout: float) -> None:
     """The command line of an Anvil LLM inference portal: create API keys, see what a key has
-    spent and may still spend, list the models, and chat.
+    spent and may still spend, list the models, chat, and run jobs.
 
     Run `anvil configure` once to set the server and your keys."""
     ctx.obj = Session(profile, timeout)
@@ -68,8 +68,7 @@ cli.add_command(billing.billing)
 cli.add_command(catalog.models)
 cli.add_command(catalog.health)
 cli.add_command(chat.chat)
-# `anvil jobs submit|status|cancel` come with the jobs API (POST /api/v1/jobs, GET and DELETE
-# /api/v1/jobs/{id}), which the server does not have yet: issue 13, then issue 15's rest.
+cli.add_command(jobs.jobs)
 
 
 def main(argv: list[str] | None = None) -> None:
