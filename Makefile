@@ -50,7 +50,8 @@ llama-install: $(VENV)/.installed-llama
 llama: $(VENV)/.installed-llama
 	@export DEBUG=$${DEBUG:-true}; \
 	$(PY) manage.py migrate --noinput -v 0 && \
-	$(PY) manage.py load_catalog demo/catalog-llama.yaml && \
+	$(PY) manage.py load_catalog demo/catalog-llama.yaml \
+	  --base-url llama=http://127.0.0.1:$(LLAMA_PORT)/v1 && \
 	$(PY) manage.py seed_demo && \
 	exec $(PY) -m tests.llama --port $(LLAMA_PORT)
 
@@ -58,7 +59,8 @@ llama: $(VENV)/.installed-llama
 run: $(VENV)/.installed
 	@export DEBUG=$${DEBUG:-true} ACCESS_LOG=$${ACCESS_LOG:-false}; \
 	$(PY) manage.py migrate --noinput -v 0 && \
-	$(PY) manage.py load_catalog demo/catalog.yaml && \
+	$(PY) manage.py load_catalog demo/catalog.yaml \
+	  --base-url local=http://127.0.0.1:$(BACKEND_PORT)/v1 && \
 	$(PY) manage.py seed_demo && \
 	{ $(PY) -m devbackend --host 127.0.0.1 --port $(BACKEND_PORT) & backend=$$!; \
 	  $(PY) -m celery -A portal beat --loglevel warning --schedule $(VENV)/celerybeat-schedule & beat=$$!; \

@@ -34,7 +34,8 @@ def at(schedule: crontab, task: str, *, expires: int = 3600) -> dict:
 app.conf.beat_schedule = {
     # Every minute: withdraw the credit holds of requests whose process crashed (past expiry).
     "sweep-expired-holds": every(60, "apps.usage.tasks.sweep_expired_holds"),
-    # Every minute: add new ledger rows to the hourly usage buckets the reports read.
+    # Every minute: add new ledger rows to the hourly usage buckets the reports read, and mark
+    # their keys used (API keys' Last used and request count).
     "roll-up-ledger": every(60, "apps.usage.tasks.roll_up_ledger"),
     # Every 30 seconds: ask each backend for its model list (no tokens spent); models of a
     # backend that does not answer are unavailable until it does.

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
     "apps.statements",
     "apps.notifications",
     "apps.demo",
+    "apps.playground",
 ]
 
 MIDDLEWARE = [
@@ -322,6 +324,9 @@ GATEWAY_DURABLE_HOLDS = env_bool("GATEWAY_DURABLE_HOLDS", False)
 GATEWAY_READY_HOLDS = env_bool("GATEWAY_READY_HOLDS", True)
 GATEWAY_READY_HOLD_SECONDS = env_int("GATEWAY_READY_HOLD_SECONDS", 2, minimum=1)
 
+# Where people ask for access to a model (the Models page's "Request access" link); no link
+# when unset.
+HELPDESK_URL = env_str("HELPDESK_URL", "")
 # Asynchronous jobs (apps/jobs).
 # Most inputs (jobs) one submission may carry.
 JOBS_MAX_INPUTS = env_int("JOBS_MAX_INPUTS", 100, minimum=1)

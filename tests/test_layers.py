@@ -47,6 +47,8 @@ LAYERS = {
     "statements": 6,
     "notifications": 6,
     "demo": 6,
+    # Try a model: chat requests with one's own key through the gateway's admission.
+    "playground": 6,
 }
 
 

@@ -28,17 +28,57 @@ class AuditAction(models.TextChoices):
     MEMBER_ROLE_CHANGED = "member_role_changed", "Member role changed"
 
 
+# The fields the entries record, as the pages name them; an empty limit is "no limit".
+FIELD_LABELS = {
+    "monthly_limit": "Monthly limit",
+    "total_limit": "Total limit",
+    "credits_allocated": "Credits allocated",
+    "revoked": "Revoked",
+    "archived": "Archived",
+    "role": "Role",
+    "reason": "Reason",
+}
+LIMITS = {"monthly_limit", "total_limit"}
+
+
+def label_of(name: str) -> str:
+    return FIELD_LABELS.get(name, name.replace("_", " "))
+
+
+def value_text(name: str, value) -> str:
+    """A recorded value in words: Yes/No, "no limit" for an empty limit, "none" otherwise."""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if value is None:
+        return "no limit" if name in LIMITS else "none"
+    return str(value)
+
+
 def describe(values) -> str:
-    """``{"monthly_limit": "10"}`` → "monthly limit: 10"; people read this, programs the JSON."""
+    """``{"monthly_limit": "10"}`` → "Monthly limit: 10"; people read this, programs the JSON."""
     if values is None:
         return ""
     if not isinstance(values, dict):
         return str(values)
     parts = [
-        f"{name.replace('_', ' ')}: {'none' if value is None else value}"
+        f"{label_of(name)}: {value_text(name, value)}"
         for name, value in sorted(values.items())  # jsonb keeps no order: sort by name
     ]
     return "; ".join(parts)
+
+
+def describe_change(before, after) -> str:
+    """What changed, field by field: "Revoked: No → Yes; Monthly limit: 5 → 10". Entries
+    whose before and after name different things (the limits of all members at once) read
+    "before …; after …"."""
+    if isinstance(before, dict) and isinstance(after, dict) and before.keys() == after.keys():
+        return "; ".join(
+            f"{label_of(name)}: {value_text(name, before[name])} → {value_text(name, after[name])}"
+            for name in sorted(after)
+        )
+    if before is None or before == {}:
+        return describe(after)
+    return f"before: {describe(before)}; after: {describe(after)}"
 
 
 class AuditEntry(models.Model):
@@ -78,6 +118,10 @@ class AuditEntry(models.Model):
     @property
     def after_text(self) -> str:
         return describe(self.after)
+
+    @property
+    def change_text(self) -> str:
+        return describe_change(self.before, self.after)
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M} {self.who}: {self.get_action_display()}"

@@ -8,7 +8,7 @@ from apps.core.tables import Column, Table
 def audit_table(*, entries, with_grant: bool) -> Table:
     columns = [Column("When"), Column("Who"), Column("Action")]
     columns += [Column("Grant")] if with_grant else []
-    columns += [Column("Target"), Column("Before"), Column("After")]
+    columns += [Column("Target"), Column("Change")]
     table = Table(
         name="audit",
         title="Audit log",
@@ -23,8 +23,7 @@ def audit_table(*, entries, with_grant: bool) -> Table:
             entry.get_action_display(),
             *grant,
             entry.target,
-            entry.before_text,
-            entry.after_text,
+            entry.change_text,
             row_id=entry.action,
         )
     return table

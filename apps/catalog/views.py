@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from apps.catalog.selectors import catalog_for_user, filter_tags
+from apps.catalog.selectors import catalog_for_user, filter_tags, tag_legend
 
 
 @login_required
@@ -15,5 +16,11 @@ def model_list(request):
     return render(
         request,
         "catalog/model_list.html",
-        {"rows": rows, "tags": filter_tags(), "selected_tag": tag},
+        {
+            "rows": rows,
+            "tags": filter_tags(),
+            "selected_tag": tag,
+            "legend": tag_legend(),
+            "helpdesk_url": settings.HELPDESK_URL,
+        },
     )

@@ -3,7 +3,7 @@ as HTML, drawn as a chart (when it has one) and downloaded as CSV from the same 
 
 from __future__ import annotations
 
-from apps.core.tables import Chart, Column, Table
+from apps.core.tables import Chart, Column, Table, cell_text
 from apps.usage.exceptions import Limit
 from apps.usage.selectors import BudgetStatus
 
@@ -23,6 +23,7 @@ def member_budgets_table(*, budgets, period: str) -> Table:
         ],
         chart=Chart(kind="bar", label_column=0, value_columns=(1,)),
         empty_message="You are not in a team with a grant yet.",
+        chart_empty_message=f"No credits used in {period} yet.",
     )
     for budget in budgets:
         table.add(
@@ -77,8 +78,11 @@ USAGE_COLUMNS = [
 ]
 
 
-def series_table(*, points, name: str, title: str, granularity: str) -> Table:
-    """Consumption per day or per month; the chart draws the credits."""
+def series_table(
+    *, points, name: str, title: str, granularity: str, axis=None, nothing: str = ""
+) -> Table:
+    """Consumption per day or per month; the chart draws the credits, along ``axis`` (every
+    day of the month) when given; ``nothing``: what the page says when there is none."""
     table = Table(
         name=name,
         title=title,
@@ -86,6 +90,8 @@ def series_table(*, points, name: str, title: str, granularity: str) -> Table:
         chart=Chart(kind="line" if granularity == "day" else "bar", label_column=0,
                     value_columns=(4,)),
         empty_message="No consumption in this time.",
+        chart_labels=[cell_text(label) for label in axis] if axis else None,
+        chart_empty_message=nothing or "No requests in this time yet.",
     )  # fmt: skip
     for point in points:
         table.add(
@@ -95,7 +101,7 @@ def series_table(*, points, name: str, title: str, granularity: str) -> Table:
     return table
 
 
-def breakdown_table(*, rows, name: str, title: str, label: str) -> Table:
+def breakdown_table(*, rows, name: str, title: str, label: str, nothing: str = "") -> Table:
     """Consumption per model, or per key: a bar per row."""
     table = Table(
         name=name,
@@ -103,6 +109,7 @@ def breakdown_table(*, rows, name: str, title: str, label: str) -> Table:
         columns=[Column(label), *USAGE_COLUMNS],
         chart=Chart(kind="bar", label_column=0, value_columns=(4,)),
         empty_message="No consumption in this time.",
+        chart_empty_message=nothing or "No requests in this time yet.",
     )
     for row in rows:
         table.add(
@@ -126,6 +133,7 @@ def members_table(*, rows, roles: dict, period: str, change_url=None) -> Table:
             Column("Monthly limit", numeric=True, empty="no limit"),
         ],
         chart=Chart(kind="bar", label_column=0, value_columns=(2, 3)),
+        chart_empty_message=f"No credits used in {period} yet.",
         actions_title="Limit" if change_url else "",
     )
     for row in rows:

@@ -50,6 +50,12 @@ def _days_of(period: str) -> tuple[dt.date, dt.date]:
     return first, max(first, min(last, timezone.localdate()))
 
 
+def _every_day(period: str) -> list[dt.date]:
+    """Every day of the month: the daily chart's axis, whatever part of it has figures."""
+    first, last = period_bounds(period)
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def _since(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
     return start, max(start, min(end, timezone.localdate()))
 
@@ -60,13 +66,16 @@ def _usage_tables(*, selector_series, selector_by_model, scope: dict, period: st
     first = min(max(first, since), last)  # no days before the grant or key existed
     daily = selector_series(**scope, granularity="day", start=first, end=last)
     monthly = selector_series(**scope, granularity="month", start=since, end=until)
+    month = _every_day(period)
+    nothing = f"No requests in {period} yet."
     return [
         series_table(points=daily, name="daily", title=f"Daily consumption in {period}",
-                     granularity="day"),
+                     granularity="day", axis=month, nothing=nothing),
         series_table(points=monthly, name="monthly", title="Monthly consumption",
-                     granularity="month"),
+                     granularity="month", nothing="No requests yet."),
         breakdown_table(rows=selector_by_model(**scope, period=period), name="models",
-                        title=f"Consumption by model in {period}", label="Model"),
+                        title=f"Consumption by model in {period}", label="Model",
+                        nothing=nothing),
     ]  # fmt: skip
 
 
@@ -132,7 +141,11 @@ def my_consumption(*, user, period: str) -> Consumption:
     """My usage: the person's consumption per grant and key, and their monthly limits."""
     rows = user_usage_month(user=user, period=period)
     keys = breakdown_table(
-        rows=rows, name="keys", title=f"Your consumption in {period}", label="Grant / key"
+        rows=rows,
+        name="keys",
+        title=f"Your consumption in {period}",
+        label="Grant / key",
+        nothing=f"No requests in {period} yet.",
     )
     limits = member_budgets_table(
         budgets=member_budgets_for_user(user=user, period=period), period=period

@@ -12,6 +12,7 @@ from apps.consumption.pages import grant_consumption, key_consumption, my_consum
 from apps.consumption.periods import period_from
 from apps.core.tables import table_csv_response
 from apps.keys.access import api_key_for_owner
+from apps.keys.examples import examples_context
 from apps.teams.access import grant_for_member
 
 
@@ -47,5 +48,10 @@ def api_key_detail(request, public_id):
     key = api_key_for_owner(user=request.user, public_id=public_id)
     consumption = key_consumption(key=key, period=period_from(request))
     csv = table_csv_response(request, consumption.tables, prefix=f"key-{key.name}")
-    context = {"key": key, **consumption.context, "tables": consumption.tables}
+    context = {
+        "key": key,
+        **consumption.context,
+        "tables": consumption.tables,
+        **examples_context(request=request, grants=[key.grant]),
+    }
     return csv or render(request, "consumption/api_key_detail.html", context)

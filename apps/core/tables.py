@@ -33,6 +33,24 @@ def cell_text(value) -> str:
     return str(value)
 
 
+def grouped(text: str) -> str:
+    """A number cell as the page shows it: thousands separated, every digit kept
+    (1234567.5 → "1,234,567.5"); the CSV keeps the plain text. Words pass unchanged."""
+    whole, dot, fraction = text.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    digits = whole.removeprefix("-")
+    if not digits.isdigit():
+        return text
+    return f"{sign}{int(digits):,}{dot}{fraction}"
+
+
+def _nonzero(text: str) -> bool:
+    try:
+        return Decimal(text) != 0
+    except ArithmeticError:  # "no limit" and other words
+        return False
+
+
 @dataclass(frozen=True)
 class Column:
     title: str
@@ -61,6 +79,11 @@ class Table:
     # Optional links per row (e.g. "Change limit"), shown in the page only, never in the CSV.
     row_actions: list[list[dict]] = field(default_factory=list)
     actions_title: str = ""
+    # The chart's whole axis (e.g. every day of the month), when it is longer than the rows:
+    # labels without a row are drawn as gaps. And what the page says instead of a chart when
+    # there is nothing to draw (no rows, or only zeros).
+    chart_labels: list[str] | None = None
+    chart_empty_message: str = "Nothing to draw yet."
 
     def add(self, *values, row_id: str = "", actions: list[dict] | None = None) -> None:
         if len(values) != len(self.columns):
@@ -83,7 +106,7 @@ class Table:
             {
                 "id": row_id,
                 "cells": [
-                    {"text": text, "numeric": column.numeric}
+                    {"text": grouped(text) if column.numeric else text, "numeric": column.numeric}
                     for column, text in zip(self.columns, row, strict=True)
                 ],
                 "actions": actions,
@@ -94,19 +117,27 @@ class Table:
     @property
     def chart_data(self) -> dict | None:
         """What static/js/charts.js draws: labels and data sets as exact decimal strings."""
-        if self.chart is None or not self.rows:
+        if self.chart is None or not self._has_something_to_draw():
             return None
+        by_label = {row[self.chart.label_column]: row for row in self.rows}
+        labels = self.chart_labels or list(by_label)
         return {
             "kind": self.chart.kind,
-            "labels": [row[self.chart.label_column] for row in self.rows],
+            "labels": labels,
             "datasets": [
                 {
                     "label": self.columns[index].title,
-                    "data": [row[index] or "0" for row in self.rows],
+                    "data": [
+                        (by_label[label][index] or "0") if label in by_label else None
+                        for label in labels
+                    ],
                 }
                 for index in self.chart.value_columns
             ],
         }
+
+    def _has_something_to_draw(self) -> bool:
+        return any(_nonzero(row[index]) for row in self.rows for index in self.chart.value_columns)
 
     def csv_text(self) -> str:
         out = io.StringIO()

@@ -16,7 +16,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.gateway import parsing, relay, tokens
-from apps.gateway.admission import Ask, aauthenticate, admitted
+from apps.gateway.admission import Ask, aauthenticate, admitted, akey
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, slot_stats
@@ -81,18 +81,22 @@ def _secret(request) -> str | None:
     return bearer_secret(request.headers.get("authorization"))
 
 
-async def serve(request, endpoint: Endpoint) -> HttpResponse:
-    """One inference request, top to bottom: parse, admit, relay, answer."""
-    secret = _secret(request)
+async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpResponse:
+    """One inference request, top to bottom: parse, admit, relay, answer. The key is the
+    bearer secret's, or the key ``key_id`` (the playground: a signed-in person's own key,
+    judged as if its secret had been sent)."""
+    secret = None if key_id is not None else _secret(request)
     try:
         try:
             parsed = parse(request, endpoint)
         except GatewayError:
-            await aauthenticate(secret)  # an unknown key hears 401 whatever its body says
+            # an unknown key hears 401 whatever its body says
+            await (aauthenticate(secret) if key_id is None else akey(key_id))
             raise
         ask = Ask(
             secret=secret, endpoint=parsed.endpoint.name, model_name=parsed.model_name,
             prompt=parsed.prompt, max_tokens=parsed.max_tokens, choices=parsed.choices,
+            key_id=key_id,
         )  # fmt: skip
         admitting = admitted(ask, await current_catalog())
         if parsed.stream:

@@ -127,7 +127,10 @@ class ApiKeyOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["active", "expired", "revoked"])
     created = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
-    last_used = serializers.DateTimeField(allow_null=True)
+    last_used = serializers.DateTimeField(
+        allow_null=True, help_text="The newest request's time, at most about a minute behind."
+    )
+    request_count = serializers.IntegerField(help_text="Requests so far, as of last_used.")
     monthly_credits_quota = credit_field(source="monthly_limit", allow_null=True)
     total_credits_quota = credit_field(source="total_limit", allow_null=True)
     credits_used = credit_field()

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.forms import CreditsField
 from apps.grants.models import CREDIT_DIGITS
 from apps.grants.selectors import grants_for_user
 from apps.keys.services import default_expiry
@@ -27,7 +28,7 @@ def default_expiry_local() -> dt.datetime:
 
 
 def limit_field(label: str) -> forms.DecimalField:
-    return forms.DecimalField(
+    return CreditsField(
         label=label,
         required=False,
         min_value=0,

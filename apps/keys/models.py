@@ -39,7 +39,10 @@ class ApiKey(CountersNotSaved):
     # Lifetime counters; the monthly ones live in usage's period-keyed counter rows.
     credits_used = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
     credits_held = models.DecimalField(**CREDIT_DIGITS, default=0, editable=False)
-    COUNTER_FIELDS = ("credits_used", "credits_held")  # the ledger's alone
+    # When the key was last used and by how many requests: the ledger's rollup writes them
+    # (apps.usage.rollup), never the gateway's answer path.
+    request_count = models.PositiveBigIntegerField(default=0, editable=False)
+    COUNTER_FIELDS = ("credits_used", "credits_held", "request_count", "last_used")
     lookup_prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
     created = models.DateTimeField(default=timezone.now, editable=False)
@@ -97,6 +100,7 @@ class ManagementKey(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)  # hidden from the list
 
     class Meta:
         ordering = ["-created"]

@@ -17,4 +17,5 @@ def api_keys_for_owner(*, owner, archived: bool = False) -> QuerySet[ApiKey]:
 
 
 def management_keys_for_owner(*, owner) -> QuerySet[ManagementKey]:
-    return ManagementKey.objects.filter(owner=owner).order_by("-created")
+    """The owner's management keys, without the archived ones."""
+    return ManagementKey.objects.filter(owner=owner, archived_at__isnull=True).order_by("-created")

@@ -209,6 +209,8 @@ def api_key_change_limits(
     """New monthly and total credit limits (None: no limit). The expiry never changes."""
     if key.archived_at:
         raise ApplicationError("An archived key's limits can no longer change.")
+    if key.revoked_at:
+        raise ApplicationError("A revoked key's limits can no longer change.")
     before = {"monthly_limit": key.monthly_limit, "total_limit": key.total_limit}
     key.monthly_limit, key.total_limit = monthly_limit, total_limit
     _validate(key)
@@ -236,6 +238,17 @@ def management_key_revoke(*, key: ManagementKey) -> ManagementKey:
             revoked_at=timezone.now()
         )
         key.refresh_from_db(fields=["revoked_at"])
+        forget_key(kind=MANAGEMENT_KIND, lookup_prefix=key.lookup_prefix)
+    return key
+
+
+def management_key_archive(*, key: ManagementKey) -> ManagementKey:
+    """Revoke at once (if it is not yet) and hide the key from the list."""
+    now = timezone.now()
+    with transaction.atomic():
+        ManagementKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+        ManagementKey.objects.filter(pk=key.pk, archived_at__isnull=True).update(archived_at=now)
+        key.refresh_from_db(fields=["revoked_at", "archived_at"])
         forget_key(kind=MANAGEMENT_KIND, lookup_prefix=key.lookup_prefix)
     return key
 

@@ -8,6 +8,7 @@ from apps.keys import views
 app_name = "keys"
 urlpatterns = [
     path("", views.api_key_list, name="list"),
+    path("quickstart/", views.quickstart, name="quickstart"),
     path("archived/", views.api_key_archived_list, name="archived"),
     path("new/", views.api_key_create_view, name="create"),
     path("<uuid:public_id>/created/", views.api_key_created, name="created"),
@@ -23,6 +24,7 @@ management_urls = (
         path("new/", views.management_key_create_view, name="create"),
         path("<uuid:public_id>/created/", views.management_key_created, name="created"),
         path("<uuid:public_id>/revoke/", views.management_key_revoke_view, name="revoke"),
+        path("<uuid:public_id>/archive/", views.management_key_archive_view, name="archive"),
     ],
     "management_keys",
 )

@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.core.exceptions import ApplicationError
+from apps.grants.selectors import grants_for_user
 from apps.keys.access import api_key_for_owner, management_key_for_owner
+from apps.keys.examples import examples_context
 from apps.keys.forms import ApiKeyCreateForm, ApiKeyLimitsForm, ManagementKeyCreateForm
 from apps.keys.handover import secret_forget, secret_hand_over, secret_take
 from apps.keys.selectors import api_keys_for_owner, management_keys_for_owner
@@ -20,6 +22,7 @@ from apps.keys.services import (
     api_key_change_limits,
     api_key_create,
     api_key_revoke,
+    management_key_archive,
     management_key_create,
     management_key_revoke,
 )
@@ -73,7 +76,10 @@ def api_key_created(request, public_id):
         messages.info(request, SHOWN_ONCE)
         response = redirect("consumption:api_key", key.public_id)
     else:
-        context = {"key": key, "secret": secret, "kind": "API key", "next": "keys:list"}
+        context = {
+            "key": key, "secret": secret, "kind": "API key", "next": "keys:list",
+            **examples_context(request=request, grants=[key.grant]),
+        }  # fmt: skip
         response = render(request, "keys/secret_created.html", context)
     return secret_forget(response, path=request.path)
 
@@ -202,3 +208,30 @@ def management_key_revoke_view(request, public_id):
     management_key_revoke(key=key)
     messages.success(request, f"Management key {key.name} is revoked.")
     return redirect("management_keys:list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def management_key_archive_view(request, public_id):
+    key = management_key_for_owner(user=request.user, public_id=public_id)
+    if request.method == "GET":
+        explanation = "The key is revoked at once and leaves this list. It can't be undone."
+        return _confirm(
+            request,
+            key,
+            action="Archive",
+            explanation=explanation,
+            cancel_url=reverse("management_keys:list"),
+        )
+    management_key_archive(key=key)
+    messages.success(request, f"Management key {key.name} is archived.")
+    return redirect("management_keys:list")
+
+
+@login_required
+@require_GET
+def quickstart(request):
+    """How to go from an account to a first answer: a grant, a key, the examples."""
+    grants = list(grants_for_user(user=request.user))
+    context = {"grants": grants, **examples_context(request=request, grants=grants)}
+    return render(request, "keys/quickstart.html", context)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django import forms
 
+from apps.core.forms import CreditsField
 from apps.grants.models import CREDIT_DIGITS
 
 
 class MemberLimitForm(forms.Form):
-    monthly_limit = forms.DecimalField(
+    monthly_limit = CreditsField(
         label="Monthly credit limit",
         required=False,
         min_value=0,

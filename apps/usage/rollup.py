@@ -15,7 +15,13 @@
    unnest(…) ON CONFLICT DO UPDATE SET x = bucket.x + excluded.x`` (one statement, one array per
    column), buckets in key order so two runs never deadlock.
 
-Claim and addition commit together or not at all: a crash leaves the rows unclaimed and the
+3. Mark the keys used: each key's ``last_used`` moves to its newest claimed row and its
+   ``request_count`` grows by its claimed rows (one statement, last, so the keys' rows —
+   which the gateway's holds update too — stay locked only for the commit). This is how the
+   portal knows when a key was last used without a write on the gateway's answer path; it is
+   as fresh as the rollup's beat (a minute).
+
+Claim, addition and marks commit together or not at all: a crash leaves the rows unclaimed and the
 buckets untouched. Running it twice is running it once; a duplicated beat finds nothing left.
 Rows settled after a run (even ones stamped with an hour already rolled) are simply claimed by
 the next one; reports add that not-yet-rolled tail, so they are always current.
@@ -91,13 +97,18 @@ class _Sums:
     estimated_requests: int = 0
 
 
-def hour_start(moment: dt.datetime | str) -> dt.datetime:
-    """The start of the UTC hour of a ledger row's ``created`` (SQLite returns text)."""
+def _aware(moment: dt.datetime | str) -> dt.datetime:
+    """A ledger row's ``created`` as an aware datetime (SQLite returns text, in UTC)."""
     if isinstance(moment, str):
         moment = parse_datetime(moment)
     if moment.tzinfo is None:  # SQLite keeps UTC without a zone
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    return moment
+
+
+def hour_start(moment: dt.datetime | str) -> dt.datetime:
+    """The start of the UTC hour of a ledger row's ``created``."""
+    return _aware(moment).astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _claim(limit: int) -> list[dict]:
@@ -141,11 +152,44 @@ def _add(buckets: dict[tuple, _Sums]) -> None:
             cursor.execute(add_values_statement(len(chunk)), [v for row in values for v in row])
 
 
+MARK_KEYS = """
+UPDATE keys_apikey SET last_used = GREATEST(keys_apikey.last_used, used.at),
+                       request_count = keys_apikey.request_count + used.requests
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[]) AS used(id, at, requests)
+WHERE keys_apikey.id = used.id"""
+MARK_KEY_SQLITE = """
+UPDATE keys_apikey SET last_used = MAX(COALESCE(last_used, %s), %s),
+                       request_count = request_count + %s
+WHERE id = %s"""
+
+
+def _key_uses(rows: list[dict]) -> list[tuple[int, dt.datetime, int]]:
+    """(key id, newest row's time, rows) per key, in key order (the lock order)."""
+    uses: dict[int, tuple[dt.datetime, int]] = {}
+    for row in rows:
+        created = _aware(row["created"])
+        newest, count = uses.get(row["api_key_id"], (created, 0))
+        uses[row["api_key_id"]] = (max(newest, created), count + 1)
+    return [(key_id, at, count) for key_id, (at, count) in sorted(uses.items())]
+
+
+def _mark_keys(rows: list[dict]) -> None:
+    uses = _key_uses(rows)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(MARK_KEYS, [list(column) for column in zip(*uses, strict=True)])
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        for key_id, at, count in uses:
+            cursor.execute(MARK_KEY_SQLITE, [adapt(at), adapt(at), count, key_id])
+
+
 def _rollup_batch(limit: int) -> int:
     with transaction.atomic():
         rows = _claim(limit)
         if rows:
             _add(_sum(rows))
+            _mark_keys(rows)
     return len(rows)
 
 

@@ -13,7 +13,8 @@
       var colour = palette[index % palette.length];
       return {
         label: set.label,
-        data: set.data.map(Number),
+        // null: a day of the month still to come, drawn as a gap.
+        data: set.data.map(function (value) { return value === null ? null : Number(value); }),
         backgroundColor: colour,
         borderColor: colour,
         tension: 0.2,

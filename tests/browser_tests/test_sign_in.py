@@ -16,7 +16,7 @@ def test_it_signs_in_and_opens_models_and_grants(world, page, sign_in):
     page.click("nav >> text=Grants")
     page.click("[data-grant=alice-grant]")
     assert page.locator("h1").inner_text() == "Grant alice-grant"
-    assert page.locator("[data-testid=credits-left]").inner_text() == "1000"
+    assert page.locator("[data-testid=credits-left]").inner_text() == "1,000"  # thousands separated
 
 
 def test_it_refuses_a_wrong_password(world, page):

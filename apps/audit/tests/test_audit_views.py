@@ -58,15 +58,9 @@ def test_it_shows_the_grants_entries_to_its_admin(client, world, other_grant, li
     response = client.get(grant_url(world.grant))
     assert response.status_code == 200
     rows = html_table(response.content, "audit")
-    assert rows[0] == ["When", "Who", "Action", "Target", "Before", "After"]
+    assert rows[0] == ["When", "Who", "Action", "Target", "Change"]
     assert [row[1:] for row in rows[1:]] == [
-        [
-            "alice",
-            "Member monthly limit changed",
-            "member bob",
-            "monthly limit: none",
-            "monthly limit: 12.5",
-        ]
+        ["alice", "Member monthly limit changed", "member bob", "Monthly limit: no limit → 12.5"]
     ]
     assert b"dave-grant" not in response.content
 

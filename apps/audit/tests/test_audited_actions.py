@@ -59,7 +59,8 @@ def test_it_records_key_limits_changed_in_the_portal(client, world, bob_key):
     assert entry.action == AuditAction.KEY_LIMITS_CHANGED
     assert entry.before == {"monthly_limit": None, "total_limit": None}
     assert entry.after == {"monthly_limit": "10.5", "total_limit": None}
-    assert entry.after_text == "monthly limit: 10.5; total limit: none"
+    assert entry.after_text == "Monthly limit: 10.5; Total limit: no limit"
+    assert entry.change_text == "Monthly limit: no limit → 10.5; Total limit: no limit → no limit"
 
 
 def test_it_records_key_actions_over_the_rest_api(world, bob_key):
@@ -167,3 +168,13 @@ def test_it_lifts_a_member_limit_in_the_admin_only_by_saving_it_empty(client, wo
     assert (last.actor, last.before, last.after) == (
         operator, {"monthly_limit": "3"}, {"monthly_limit": None},
     )  # fmt: skip
+
+
+def test_it_words_a_revocation_in_yes_and_no():
+    from apps.audit.models import describe_change
+
+    before, after = {"revoked": False, "archived": False}, {"revoked": True, "archived": True}
+    assert describe_change(before, after) == "Archived: No → Yes; Revoked: No → Yes"
+    assert describe_change({"bob": "5", "alice": None}, {"monthly_limit": "10"}) == (
+        "before: alice: none; bob: 5; after: Monthly limit: 10"
+    )

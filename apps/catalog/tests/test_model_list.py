@@ -29,7 +29,7 @@ def test_it_shows_every_model_inaccessible_to_an_outsider(client, world):
 def test_it_shows_prices_tags_and_context_window(client, world):
     client.force_login(world.bob)
     body = client.get(reverse("catalog:models")).content.decode()
-    assert "chat-small" in body and "8192" in body and "1.5" in body and "FC" in body
+    assert "chat-small" in body and "8,192 tokens" in body and "1.5" in body and "FC" in body
 
 
 def test_it_filters_by_tag(client, world):
@@ -57,3 +57,53 @@ def test_it_ignores_an_unknown_tag(client, world):
 def test_it_requires_sign_in(client, world):
     response = client.get(reverse("catalog:models"))
     assert response.status_code == 302
+
+
+def row_of(response, name: str):
+    return next(r for r in response.context["rows"] if r.model.name == name)
+
+
+def test_it_explains_every_tag(client, world):
+    client.force_login(world.bob)
+    page = client.get(reverse("catalog:models")).content.decode()
+    for tag in ("FC", "EMB", "VLM", "non-commercial", "Inactive", "Inaccessible"):
+        assert f'tag-{tag.lower()}">{tag}</span></dt><dd>' in page
+
+
+def test_it_says_why_a_model_is_inactive_with_its_last_health_check(client, world):
+    from django.utils import timezone
+
+    world.chat_model.healthy = False
+    world.chat_model.last_checked_at = timezone.now()
+    world.chat_model.save()
+    client.force_login(world.bob)
+    response = client.get(reverse("catalog:models"))
+    assert row_of(response, "chat-small").inactive_reason == (
+        "Its backend did not answer the last health check."
+    )
+    assert ": no answer." in response.content.decode()
+
+
+def test_it_says_why_a_model_is_inaccessible_and_links_the_helpdesk(client, world, settings):
+    settings.HELPDESK_URL = "https://helpdesk.example.org/new"
+    client.force_login(world.bob)
+    response = client.get(reverse("catalog:models"))
+    assert row_of(response, "embed-small").inaccessible_reason == "None of your grants includes it."
+    assert 'href="https://helpdesk.example.org/new"' in response.content.decode()
+
+
+def test_it_offers_no_request_link_without_a_helpdesk(client, world, settings):
+    settings.HELPDESK_URL = ""
+    client.force_login(world.bob)
+    assert "Request access" not in client.get(reverse("catalog:models")).content.decode()
+
+
+def test_a_non_commercial_model_is_inaccessible_to_a_commercial_user(client, world):
+    world.chat_model.tags = ["non-commercial"]
+    world.chat_model.save()
+    world.bob.affiliation = "commercial"
+    world.bob.save()
+    client.force_login(world.bob)
+    row = row_of(client.get(reverse("catalog:models")), "chat-small")
+    assert row.access_tag == "Inaccessible"
+    assert row.inaccessible_reason.startswith("Non-commercial")

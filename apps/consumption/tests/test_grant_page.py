@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.consumption.periods import period_bounds
 from apps.limits.services import member_limit_change
 from apps.usage.periods import period_for
 from tests.spending import make_key, spend
@@ -131,10 +132,16 @@ def test_it_draws_each_chart_from_the_tables_numbers(client, spent):
     for name, columns in {"members": [2, 3], "daily": [4], "monthly": [4], "models": [4]}.items():
         rows = html_table(body, name)
         chart = chart_data(body, name)
-        assert chart["labels"] == [row[0] for row in rows[1:]]
-        assert [s["data"] for s in chart["datasets"]] == [
-            [row[column] for row in rows[1:]] for column in columns
-        ]
+        for column, dataset in zip(columns, chart["datasets"], strict=True):
+            drawn = dict(zip(chart["labels"], dataset["data"], strict=True))
+            assert {row[0]: drawn[row[0]] for row in rows[1:]} == {
+                row[0]: row[column] for row in rows[1:]
+            }
+            # The daily chart spans the whole month; days without a row are gaps.
+            assert all(drawn[label] is None for label in set(drawn) - {r[0] for r in rows[1:]})
+        if name == "daily":
+            first, last = period_bounds(period_for())
+            assert (chart["labels"][0], chart["labels"][-1]) == (str(first), str(last))
     assert b'src="/static/vendor/chartjs/chart.umd.min.js"' in body
 
 
@@ -162,3 +169,13 @@ def test_it_answers_an_outsider_with_404_for_the_page_and_every_csv(client, spen
 def test_it_answers_a_malformed_period_with_404(client, spent, period):
     client.force_login(spent.alice)
     assert client.get(url(spent), {"period": period}).status_code == 404
+
+
+def test_an_empty_month_says_so_instead_of_drawing_empty_axes(client, world):
+    client.force_login(world.alice)
+    body = client.get(reverse("consumption:grant", args=[world.grant.public_id])).content
+    page = body.decode()
+    month = period_for()
+    assert f'data-testid="chart-empty-daily">No requests in {month} yet.</p>' in page
+    assert f'data-testid="chart-empty-models">No requests in {month} yet.</p>' in page
+    assert "<canvas" not in page

@@ -47,7 +47,7 @@ def test_it_shows_the_four_limits_and_what_is_left(client, world, bob_key):
     )
     client.force_login(world.bob)
     assert limits(client, bob_key) == {
-        "Grant credits": ["1000", "0", "0", "1000"],
+        "Grant credits": ["1,000", "0", "0", "1,000"],  # thousands separated on the page
         "Key total limit": ["50", "0", "0", "50"],
         "Key monthly limit": ["20", "4", "1", "15"],
         "Member monthly limit (all of the owner's keys in the grant)": ["8", "6", "0", "2"],
@@ -69,12 +69,15 @@ def test_it_shows_the_latest_member_limit_whichever_way_it_was_set(client, world
 
 
 def test_it_downloads_the_limits_as_the_page_shows_them(client, world, bob_key):
+    """The same cells, exact and without the page's thousands separators."""
     client.force_login(world.bob)
     page = client.get(url(bob_key))
     response = client.get(url(bob_key), {"format": "csv", "table": "limits"})
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="key-bob-key-limits.csv"'
-    assert csv_rows(response.content) == html_table(page.content, "limits")
+    shown = [[cell.replace(",", "") for cell in row] for row in html_table(page.content, "limits")]
+    assert csv_rows(response.content) == shown
+    assert html_table(page.content, "limits")[1][1] == "1,000"
 
 
 @pytest.mark.parametrize("username", ["alice", "charlie"])

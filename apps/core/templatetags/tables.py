@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import template
 
+from apps.core.formats import format_credits_for_people
 from apps.core.tables import cell_text
 
 register = template.Library()
@@ -21,3 +24,11 @@ def csv_url(context, table) -> str:
 def credits(value) -> str:
     """Credits exactly as the tables and CSV files write them: 12.500000 → "12.5"."""
     return cell_text(value)
+
+
+@register.filter
+def people_credits(value) -> str:
+    """Credits for reading on a page: "1,234.57" (``format_credits_for_people``)."""
+    if value is None or value == "":
+        return ""
+    return format_credits_for_people(Decimal(value))

@@ -17,7 +17,7 @@ def test_it_shows_a_tile_per_grant_of_the_users_teams(client, world):
     response = client.get(reverse("grants:list"))
     assert response.status_code == 200
     assert b"alice-grant" in response.content
-    assert b"1000" in response.content
+    assert b"<dd>1,000</dd>" in response.content  # thousands separated, not 1E+3
 
 
 def test_it_shows_no_tiles_to_an_outsider(client, world):

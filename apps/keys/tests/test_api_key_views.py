@@ -239,3 +239,25 @@ def test_it_sends_anonymous_visitors_to_sign_in(client, world, alice_key):
     for path in [reverse("keys:list"), reverse("keys:revoke", args=[key.public_id])]:
         response = client.get(path)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_it_puts_a_fields_error_under_its_own_input(client, world):
+    api_key_create(grant=world.grant, owner=world.bob, name="laptop")
+    client.force_login(world.alice)
+    page = client.post(reverse("keys:create"), create_form(world)).content.decode()
+    name_input = page.index('name="name"')
+    error = page.index("already exists")
+    assert page.index('for="id_name"') < name_input < error < page.index('for="id_comment"')
+
+
+def test_a_revoked_key_offers_no_limits_to_change(client, world, alice_key):
+    key, _ = alice_key
+    api_key_revoke(key=key)
+    client.force_login(world.alice)
+    change = reverse("keys:change_limits", args=[key.public_id])
+    assert change not in client.get(reverse("keys:list")).content.decode()
+    key_page = client.get(reverse("consumption:api_key", args=[key.public_id]))
+    assert change not in key_page.content.decode()
+    response = client.post(change, {"monthly_limit": "5", "total_limit": ""})
+    assert "A revoked key&#x27;s limits can no longer change." in response.content.decode()
+    assert ApiKey.objects.get(pk=key.pk).monthly_limit is None

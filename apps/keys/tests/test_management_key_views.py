@@ -71,3 +71,31 @@ def test_it_hides_alices_management_keys_from_others(client, world, alice_manage
         assert client.get(reverse(name, args=[key.public_id])).status_code == 404
     assert client.post(reverse("management_keys:revoke", args=[key.public_id])).status_code == 404
     assert ManagementKey.objects.get(pk=key.pk).revoked_at is None
+
+
+def test_it_archives_a_revoked_management_key_out_of_the_list(client, world, alice_management_key):
+    key, _ = alice_management_key
+    client.force_login(world.alice)
+    client.post(reverse("management_keys:revoke", args=[key.public_id]))
+    archive = reverse("management_keys:archive", args=[key.public_id])
+    assert archive in client.get(reverse("management_keys:list")).content.decode()
+    client.post(archive)
+    assert b'data-key="alice-automation"' not in client.get(reverse("management_keys:list")).content
+    assert ManagementKey.objects.get(pk=key.pk).archived_at is not None
+
+
+def test_archiving_an_active_management_key_revokes_it(client, world, alice_management_key):
+    key, secret = alice_management_key
+    client.force_login(world.alice)
+    client.post(reverse("management_keys:archive", args=[key.public_id]))
+    assert management_key_authenticate(secret=secret).refusal == Refusal.ARCHIVED
+
+
+@pytest.mark.parametrize("username", ["bob", "charlie"])
+def test_it_hides_alices_management_key_from_others(client, world, alice_management_key, username):
+    key, _ = alice_management_key
+    client.force_login(getattr(world, username))
+    archive = reverse("management_keys:archive", args=[key.public_id])
+    assert client.get(archive).status_code == 404
+    assert client.post(archive).status_code == 404
+    assert ManagementKey.objects.get(pk=key.pk).archived_at is None

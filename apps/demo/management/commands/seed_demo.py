@@ -40,5 +40,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  {role}: {user['username']} / {user['password']}")
         for kind in ("api_key", "management_key"):
             secret = data[kind]
-            shown = secret or "(issued earlier and not shown again; --rotate for a new one)"
+            shown = secret or (
+                "(issued earlier and not shown again; for a new one: "
+                "python manage.py seed_demo --rotate)"
+            )
             self.stdout.write(f"  demo-user's {kind.replace('_', ' ')}: {shown}")
