@@ -390,7 +390,7 @@ def asettle(hold: Hold, usage: Usage) -> asyncio.Future:
     if on_event_loop():
         from apps.usage import pg, ready
 
-        placements = ready.registry().ending(hold, charge(hold, usage))
+        placements = ready.registry().ending(hold, lambda: charge(hold, usage))
         if placements:  # ready holds that count this one as held: written after them
             settling = keep(asyncio.ensure_future(_settle_after(placements, hold, usage)))
         else:
@@ -422,7 +422,7 @@ async def awithdraw(hold: Hold) -> bool:
         return await sync_to_async(withdraw, thread_sensitive=False)(hold)
     from apps.usage import pg, ready
 
-    placements = ready.registry().ending(hold, Decimal(0))
+    placements = ready.registry().ending(hold, lambda: Decimal(0))
     await asyncio.gather(*placements, return_exceptions=True)
     return await pg.withdraw(hold)
 

@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -165,17 +166,20 @@ class _Registry:
 
     # --- ending ---------------------------------------------------------------------------
 
-    def ending(self, hold: Hold, charged: Decimal) -> list[asyncio.Future]:
-        """``hold`` is being settled for ``charged`` (or withdrawn: 0): move the budgets of the
-        ready holds placed while it ran as the ledger's move. Returns the placements still on
-        their way, which the settlement must wait for (they count the hold as held)."""
+    def ending(self, hold: Hold, charged: Callable[[], Decimal]) -> list[asyncio.Future]:
+        """``hold`` is being settled for ``charged()`` (or withdrawn: 0): move the budgets of
+        the ready holds placed while it ran as the ledger's move. Returns the placements still
+        on their way, which the settlement must wait for (they count the hold as held)."""
         running = self.running.get(hold.api_key_id)
         if running is not None:
             running.discard(hold.pk)
             if not running:
                 del self.running[hold.api_key_id]
-        waits = []
-        for ready in self.seen_by.pop(hold.pk, ()):
+        seen_by = self.seen_by.pop(hold.pk, ())
+        if not seen_by:
+            return []
+        charged, waits = charged(), []
+        for ready in seen_by:
             if ready.placing.done():
                 _move(ready.placing, hold.amount, charged)
             else:
