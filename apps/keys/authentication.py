@@ -11,37 +11,18 @@ from apps.keys.auth import api_key_authenticate, bearer_secret, management_key_a
 from apps.keys.models import API_KEY_PREFIX, MANAGEMENT_KEY_PREFIX
 
 
-class ManagementKeyAuthentication(BaseAuthentication):
-    """``Authorization: Bearer anvm-…``: the request acts as the key's owner; ``request.auth``
-    is the ManagementKey. A missing header is left to the permission (401); an API key is 403; a
-    key of a deactivated person is 401 ``account_disabled``."""
-
-    def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION")
-        if not header:
-            return None
-        secret = bearer_secret(header)
-        if secret is None:
-            raise exceptions.AuthenticationFailed(
-                "Send the management key as 'Authorization: Bearer <key>'.", code="invalid_api_key"
-            )
-        result = management_key_authenticate(secret=secret)
-        if result.status == 403:
-            raise exceptions.PermissionDenied(result.message, code="wrong_key_kind")
-        if not result.ok:  # invalid_api_key, or account_disabled (the owner is deactivated)
-            raise exceptions.AuthenticationFailed(result.message, code=result.code)
-        return result.key.owner, result.key
-
-    def authenticate_header(self, request) -> str:
-        return 'Bearer realm="api"'
-
-
-class ApiKeyAuthentication(BaseAuthentication):
-    """``Authorization: Bearer anv-…``: the request acts as the key's owner; ``request.auth`` is
-    the ApiKey. A missing header is left to the permission (401); a management key, or a key
-    whose grant is outside its validity dates, is 403; a key of a deactivated person is 401
+class _BearerKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <key>``: the request acts as the key's owner; ``request.auth`` is
+    the key. A missing header is left to the permission (401); a refusal answered 403 (the
+    other kind of key, a grant outside its dates) is 403; a key of a deactivated person is 401
     ``account_disabled``."""
 
+    label = ""
+
+    @staticmethod
+    def judge(secret: str):
+        raise NotImplementedError
+
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION")
         if not header:
@@ -49,10 +30,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         secret = bearer_secret(header)
         if secret is None:
             raise exceptions.AuthenticationFailed(
-                "Send the API key as 'Authorization: Bearer <key>'.", code="invalid_api_key"
+                f"Send the {self.label} as 'Authorization: Bearer <key>'.", code="invalid_api_key"
             )
-        result = api_key_authenticate(secret=secret)
-        if result.status == 403:  # a management key, or the key's grant is outside its dates
+        result = self.judge(secret=secret)
+        if result.status == 403:
             raise exceptions.PermissionDenied(result.message, code=result.code)
         if not result.ok:  # invalid_api_key, or account_disabled (the owner is deactivated)
             raise exceptions.AuthenticationFailed(result.message, code=result.code)
@@ -60,6 +41,21 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class ManagementKeyAuthentication(_BearerKeyAuthentication):
+    """A management key (only on the key-creation endpoint); an API key is 403."""
+
+    label = "management key"
+    judge = staticmethod(management_key_authenticate)
+
+
+class ApiKeyAuthentication(_BearerKeyAuthentication):
+    """An API key (the billing status, jobs); a management key, or a key whose grant is outside
+    its validity dates, is 403."""
+
+    label = "API key"
+    judge = staticmethod(api_key_authenticate)
 
 
 class SessionOnlyAuthentication(SessionAuthentication):
