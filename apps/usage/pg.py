@@ -1,9 +1,9 @@
 """The ledger's operations from the event loop on PostgreSQL (``apps.usage.ledger`` calls these).
 
-Each is one call of a function of migration usage 0005, sent as a prepared statement
-(psycopg's ``prepare=True``) on an async connection pool: one pool per event loop,
-GATEWAY_DB_POOL_SIZE connections at most, in autocommit mode, so a call is one round trip and
-one transaction.
+Each is one call of a function of migration usage 0005 (``anvil_settle``: 0007), sent as a
+prepared statement (psycopg's ``prepare=True``) on an async connection pool: one pool per event
+loop, GATEWAY_DB_POOL_SIZE connections at most, in autocommit mode, so a call is one round trip
+and one transaction.
 
 Settlements are written in batches: while one batch is being written, the settlements that
 arrive wait and go together in the next call, one transaction and one commit (its WAL flush)
