@@ -4,13 +4,15 @@ one speculative path, behind ``ledger.aplace`` (GATEWAY_READY_HOLDS, on by defau
 A hold is a round trip to PostgreSQL, the largest part of what the gateway adds to a request at
 concurrency 1. When a key places holds less than GATEWAY_READY_HOLD_SECONDS apart with a plan
 that carries its ``version`` (the key as the gateway read it: its entry in the shared key
-cache), the next one is placed in the background. The key's next request takes it (waiting if
-it is still on its way) when its plan has the same version and the ready hold covers it (same
-model and prices, no more tokens, this month); otherwise the ready hold is withdrawn and the
-request places its own. Every change to what limits a key (its limits, owner, grant, the
-member's limit) replaces its cache entry before and after it commits (``forget_key``), so a
-request admitted after a lowered limit commits, in any process, never takes a ready hold placed
-under the old one.
+cache), the next one is placed as its current request ends: after the answer went out, so
+PostgreSQL works on it between the key's requests, not while one waits (on two cores, a hold
+placed mid-request cost that request 1 ms of first-token time). The key's next request takes
+it (waiting if it is still on its way) when its plan has the same version and the ready hold
+covers it (same model and prices, no more tokens, this month); otherwise the ready hold is
+withdrawn and the request places its own. Every change to what limits a key (its limits, owner,
+grant, the member's limit) replaces its cache entry before and after it commits
+(``forget_key``), so a request admitted after a lowered limit commits, in any process, never
+takes a ready hold placed under the old one.
 
 A ready hold is an ordinary hold, placed against the four budgets before the request that takes
 it is forwarded, settled by that request (charged at most what its own hold would have held:
@@ -61,31 +63,32 @@ class _Registry:
         self.ready: dict[int, _Ready] = {}  # by API key id
         self.running: dict[int, set[int]] = {}  # API key id -> ids of holds placed, not ended
         self.seen_by: dict[int, list[_Ready]] = {}  # hold id -> ready holds placed while it ran
+        self.plans: dict[int, object] = {}  # hold id -> its plan, when a ready hold follows it
         self.last_placed: dict[int, float] = {}  # API key id -> loop time of its last hold
         self.withdrawing: set[asyncio.Future] = set()
 
     # --- taking ---------------------------------------------------------------------------
 
     async def place(self, plan) -> Hold:
-        """The request's hold: the key's ready hold when it serves, else one of its own; then
-        the next ready hold for the key is on its way."""
+        """The request's hold: the key's ready hold when it serves, else one of its own. When
+        the key is busy, the next ready hold is placed as this one ends (``ending``): after
+        the request's answer, so PostgreSQL works on it between the key's requests."""
         hold = await self._take(plan) if plan.version is not None else None
         if hold is None:
             hold = await pg.place(plan)
         self.running.setdefault(plan.api_key_id, set()).add(hold.pk)
         if self._busy(plan.api_key_id) and plan.version is not None:
-            self._prepare(plan, hold)
+            self.plans[hold.pk] = plan
         return hold
 
     def _busy(self, key_id: int) -> bool:
-        """Whether the key placed another hold in the last GATEWAY_READY_HOLD_SECONDS (and has
-        no ready hold): a key that sends one request now and then gets none."""
+        """Whether the key placed another hold in the last GATEWAY_READY_HOLD_SECONDS: a key
+        that sends one request now and then gets no ready hold."""
         now = asyncio.get_running_loop().time()
         if len(self.last_placed) > 100_000:
             self.last_placed.clear()
         last, self.last_placed[key_id] = self.last_placed.get(key_id), now
-        recent = last is not None and now - last < settings.GATEWAY_READY_HOLD_SECONDS
-        return recent and key_id not in self.ready
+        return last is not None and now - last < settings.GATEWAY_READY_HOLD_SECONDS
 
     async def _take(self, plan) -> Hold | None:
         ready = self.ready.pop(plan.api_key_id, None)
@@ -169,7 +172,11 @@ class _Registry:
     def ending(self, hold: Hold, charged: Callable[[], Decimal]) -> list[asyncio.Future]:
         """``hold`` is being settled for ``charged()`` (or withdrawn: 0): move the budgets of
         the ready holds placed while it ran as the ledger's move. Returns the placements still
-        on their way, which the settlement must wait for (they count the hold as held)."""
+        on their way, which the settlement must wait for (they count the hold as held). A busy
+        key without a ready hold gets its next one placed now, before the hold is settled."""
+        plan = self.plans.pop(hold.pk, None)
+        if plan is not None and plan.api_key_id not in self.ready:
+            self._prepare(plan, hold)
         running = self.running.get(hold.api_key_id)
         if running is not None:
             running.discard(hold.pk)

@@ -1,5 +1,5 @@
 """A key sending requests in a row is served from ready holds (``apps.usage.ready``): its next
-hold is placed while its current request runs. What clients see must not change: the credits
+hold is placed as its current request ends. What clients see must not change: the credits
 an answer says are left are what the ledger leaves, and a limit lowered while a ready hold
 waits refuses the very next request."""
 
