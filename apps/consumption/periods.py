@@ -10,13 +10,19 @@ from django.http import Http404
 from apps.usage.periods import period_for
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# Months a page can show: no credits were spent before 1970, and a month's bounds in any time
+# zone must stay inside the calendar's years 1 to 9999.
+FIRST, LAST = "1970-01", "9998-12"
 
 
 def period_from(request) -> str:
-    """The requested month; a malformed one is a 404 (no such page), never a 500."""
+    """The requested month; a malformed one, or one out of range, is a 404 (no such page) that
+    says why, never a 500."""
     period = request.GET.get("period") or period_for()
     if not PERIOD.match(period):
         raise Http404("A period is written YYYY-MM.")
+    if not FIRST <= period <= LAST:
+        raise Http404(f"A period is a month from {FIRST} to {LAST}.")
     return period
 
 
