@@ -25,6 +25,18 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class DateTimeField(serializers.DateTimeField):
+    """DRF's DateTimeField, which fails with OverflowError (a 500) on a time without an offset
+    that the server's time zone moves out of the calendar ("0001-01-01T00:00:00"): such a time
+    is refused like any other invalid one."""
+
+    def enforce_timezone(self, value):
+        try:
+            return super().enforce_timezone(value)
+        except OverflowError:
+            self.fail("invalid", format="YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]")
+
+
 class CreditField(serializers.DecimalField):
     """DRF's DecimalField, stricter with strings: a blank one is refused (DRF reads "" as null,
     and a null limit means no limit: a form field left empty by mistake must not make a key

@@ -12,7 +12,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.serializers import StrictInputSerializer, credit_field
+from apps.api.serializers import DateTimeField, StrictInputSerializer, credit_field
 from apps.core.exceptions import ApplicationError, NotFound
 from apps.keys.access import api_key_for_owner
 from apps.keys.authentication import ManagementKeyAuthentication, SessionOnlyAuthentication
@@ -62,9 +62,7 @@ class KeyCreateInput(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     grant_id = serializers.CharField(max_length=100, help_text=GRANT_HELP)
     comment = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    expires_at = serializers.DateTimeField(
-        required=False, allow_null=True, default=None, help_text=EXPIRY_HELP
-    )
+    expires_at = DateTimeField(required=False, allow_null=True, default=None, help_text=EXPIRY_HELP)
     monthly_credits_quota = credit_field(required=False, allow_null=True, help_text=QUOTA_HELP)
     total_credits_quota = credit_field(required=False, allow_null=True, help_text=QUOTA_HELP)
 
