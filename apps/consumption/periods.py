@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from django.core.exceptions import BadRequest
 from django.http import Http404
 
 from apps.usage.periods import period_for
@@ -16,13 +17,13 @@ FIRST, LAST = "1970-01", "9998-12"
 
 
 def period_from(request) -> str:
-    """The requested month; a malformed one, or one out of range, is a 404 (no such page) that
-    says why, never a 500."""
+    """The requested month; a malformed one is a 404 (no such page), one out of range a 400 that
+    says which months exist; never a 500."""
     period = request.GET.get("period") or period_for()
     if not PERIOD.match(period):
         raise Http404("A period is written YYYY-MM.")
     if not FIRST <= period <= LAST:
-        raise Http404(f"A period is a month from {FIRST} to {LAST}.")
+        raise BadRequest(f"A period is a month from {FIRST} to {LAST}.")
     return period
 
 

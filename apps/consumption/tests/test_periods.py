@@ -1,5 +1,5 @@
 """The month a consumption page shows comes from ``?period=``: a month the calendar can not
-hold (year 0, or a last month whose end is past year 9999) is a 404 with the reason, on the
+hold (year 0, or a last month whose end is past year 9999) is a 400 with the reason, on the
 page and on its CSV download alike, never a 500."""
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ def pages(world) -> dict[str, str]:
 
 @pytest.mark.parametrize("period", ["0000-01", "0001-01", "9999-12", "1969-12"])
 @pytest.mark.parametrize("csv", [False, True], ids=["page", "csv"])
-def test_a_month_out_of_range_is_not_found(client, world, pages, period, csv):
+def test_a_month_out_of_range_is_a_bad_request(client, world, pages, period, csv):
     client.force_login(world.alice)
     for name, url in pages.items():
         query = {"period": period, **({"format": "csv", "table": "limits"} if csv else {})}
         response = client.get(url, query)
-        assert response.status_code == 404, (name, response.status_code)
+        assert response.status_code == 400, (name, response.status_code)
         assert b"1970-01" in response.content, name  # says which months exist
 
 
