@@ -42,7 +42,7 @@ STEPS = [
     ),
     ("credit headers (budget_status)", ("budget_status (",)),
     ("catalog snapshot (current_catalog)", ("current_catalog (",)),
-    ("concurrency slot (slots_redis)", ("(apps/gateway/slots",)),
+    ("concurrency slot (lib/slots_redis)", ("(lib/slots", "(apps/gateway/slots")),
     ("backend call (relay._open)", ("_open (apps/gateway/relay.py",)),
     ("stream relay (relay._events)", ("_events (apps/gateway/relay.py",)),
     ("other gateway view code", ("(apps/gateway/",)),

@@ -1,151 +1,45 @@
-"""Per-model concurrency: at most ``max_concurrency`` requests of a model in flight, up to
-``queue_size`` more waiting, anyone beyond that refused at once (SPEC § Per-model concurrency).
+"""The gateway's per-model slots (SPEC § Per-model concurrency), done by :mod:`lib.slots`; this
+module chooses the implementation from the settings, per call:
 
-Usage (the gateway views)::
+* ``REDIS_URL`` set → :mod:`lib.slots_redis`: the limit holds across **all** gateway processes
+  sharing that Redis. Keys live under ``<CACHES.default.KEY_PREFIX>:slots:``; a crashed
+  process's slots and queue entries expire after ``GATEWAY_SLOT_LEASE_SECONDS``.
+* no Redis → :mod:`lib.slots_local`: the limit holds **per process**.
 
-    try:
-        async with model_slot(model=name, max_concurrency=4, queue_size=16, grant_id=grant.id):
-            ...  # forward to the backend, stream
-    except QueueFull as exc:
-        ...  # 503 with Retry-After: exc.retry_after
+Usage (the admission)::
 
-Two implementations behind one interface, chosen per call from the settings:
-
-* ``REDIS_URL`` set → :mod:`apps.gateway.slots_redis`: the limit holds across **all** gateway
-  processes sharing that Redis. Keys live under ``<CACHES.default.KEY_PREFIX>:slots:``.
-  Acquiring a free slot is one round trip (one Lua script), releasing is one more. The state
-  machine, the Lua scripts and why they are race-free are described in that module.
-* no Redis → :mod:`apps.gateway.slots_local`: the same semantics with in-process state, so
-  the limit holds **per process** (every gateway process admits ``max_concurrency`` on its
-  own). Thread-safe, so it also works when requests run on several event loops.
-
-Semantics shared by both:
-
-* Waiters are served fairly across grants: round-robin between the grants that have
-  waiters, first-in first-out within a grant (so one grant flooding the queue cannot starve
-  another; with a single grant this is plain FIFO). A freed slot is handed to the next waiter
-  directly, so a newcomer never overtakes the queue.
-* The queue bound is checked atomically with the slot count: beyond ``queue_size`` waiters
-  :class:`QueueFull` is raised at once, never after waiting.
-* A waiter whose task is cancelled (client disconnect) leaves the queue at once; a held slot
-  is released on every exit path of the ``async with`` (return, exception, cancellation).
-  If a cancellation races with the hand-off, the slot the waiter was just given is released
-  (and handed on), never lost.
-* ``max_concurrency`` and ``queue_size`` come with every acquire, so an operator's catalog
-  edit takes effect on the next request (slots already held above a lowered limit finish
-  normally; a raised limit promptly admits waiters).
-* With Redis, a crashed process's slots and queue entries are leases that expire after
-  ``GATEWAY_SLOT_LEASE_SECONDS`` (default 30) unless a heartbeat renews them.
-
-``retry_after`` (whole seconds, >= 1) estimates when a place may free up: the recent mean
-time a slot of that model was held in this process, times the queue length ahead, divided by
-the number of slots, clamped to 1..60 s (1 s before anything has been measured).
+    slot = model_slot(model=name, max_concurrency=4, queue_size=16, grant_id=grant.id)
+    await slot.acquire()  # QueueFull (503 with Retry-After) when the queue is full
+    ...
+    slot.release()
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
-import time
-from typing import Any, Protocol
-
 from django.conf import settings
 
-from apps.core.exceptions import ApplicationError
-from lib.aio import keep
+from lib.slots import (
+    DEFAULT_LEASE_SECONDS,
+    QueueFull,
+    Slot,
+    SlotBackend,
+    SlotsUnavailable,
+    forget_hold_time,
+)
 
-DEFAULT_LEASE_SECONDS = 30.0
-_MAX_RETRY_AFTER = 60
-_hold_seconds: dict[str, float] = {}
-
-
-class QueueFull(ApplicationError):
-    """The model's slots are all busy and its queue is full: answer 503 with Retry-After."""
-
-    status = 503
-    code = "queue_full"
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class SlotsUnavailable(QueueFull):
-    """The slot store (Redis) could not be reached, or a queue entry's lease was lost.
-    A subclass of QueueFull so the gateway answers 503 with Retry-After, not 500."""
-
-    code = "slots_unavailable"
-
-
-class SlotBackend(Protocol):
-    async def acquire(
-        self, *, model: str, grant: str, max_concurrency: int, queue_size: int
-    ) -> Any: ...
-    async def release(self, ticket: Any) -> None: ...
-    async def stats(self, model: str) -> dict[str, int]: ...
-    async def reset(self, model: str) -> None: ...
-    async def close(self) -> None: ...
-
-
-class _Slot:
-    """The async context manager returned by :func:`model_slot` (single use)."""
-
-    __slots__ = ("_backend", "_grant", "_max", "_model", "_queue", "_started", "_ticket")
-
-    def __init__(
-        self, backend: SlotBackend, model: str, grant: str, max_concurrency: int, queue_size: int
-    ) -> None:
-        self._backend, self._model, self._grant = backend, model, grant
-        self._max, self._queue = max_concurrency, queue_size
-        self._ticket: Any = None
-        self._started = 0.0
-
-    async def acquire(self) -> None:
-        """Take the slot now (waiting in the queue if need be); ``async with`` the slot then
-        only releases it. Cancelled, it leaves the queue and holds nothing."""
-        if self._ticket is not None:
-            return
-        self._ticket = await self._backend.acquire(
-            model=self._model,
-            grant=self._grant,
-            max_concurrency=self._max,
-            queue_size=self._queue,
-        )
-        self._started = time.monotonic()
-
-    async def __aenter__(self) -> _Slot:
-        await self.acquire()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.release()
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    def release(self) -> asyncio.Future:
-        """Give the slot back (to the next waiter, if any), in a task of its own: returns it,
-        to await or not. Never cancelled by the caller's cancellation; a second call, or one
-        for a slot never taken, releases nothing."""
-        ticket, self._ticket = self._ticket, None
-        if ticket is None:
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        _record_hold(self._model, time.monotonic() - self._started)
-        return keep(asyncio.ensure_future(self._backend.release(ticket)))
+__all__ = ["QueueFull", "SlotsUnavailable", "model_slot", "slot_stats", "slots_close"]
 
 
 def model_slot(
     *, model: str, max_concurrency: int, queue_size: int, grant_id: object = None
-) -> _Slot:
-    """A slot of ``model``, taken on ``async with`` entry (waiting in the model's queue when
-    all are busy; :class:`QueueFull` at once when the queue is full) and released on exit."""
+) -> Slot:
+    """A slot of ``model``, taken on ``async with`` entry or ``acquire()`` (waiting in the
+    model's queue when all are busy; :class:`QueueFull` at once when the queue is full) and
+    released on exit or ``release()``."""
     if max_concurrency < 1 or queue_size < 0:
         raise ValueError("max_concurrency must be >= 1 and queue_size >= 0")
     grant = "-" if grant_id is None else str(grant_id)
-    return _Slot(slot_backend(), model, grant, int(max_concurrency), int(queue_size))
+    return Slot(slot_backend(), model, grant, int(max_concurrency), int(queue_size))
 
 
 async def slot_stats(model: str) -> dict[str, int]:
@@ -155,25 +49,13 @@ async def slot_stats(model: str) -> dict[str, int]:
 
 async def slots_reset(model: str) -> None:
     """Forget every slot and queue entry of ``model`` (tests; an operator's last resort)."""
-    _hold_seconds.pop(model, None)
+    forget_hold_time(model)
     await slot_backend().reset(model)
 
 
 async def slots_close() -> None:
     """Close this event loop's Redis connections and background tasks (shutdown, tests)."""
     await slot_backend().close()
-
-
-def retry_after(*, model: str, queued: int, max_concurrency: int) -> int:
-    """Seconds until a place in ``model``'s queue is likely to free up (see module doc)."""
-    held = _hold_seconds.get(model, 1.0)
-    estimate = math.ceil(held * (queued + 1) / max(max_concurrency, 1))
-    return min(max(estimate, 1), _MAX_RETRY_AFTER)
-
-
-def _record_hold(model: str, seconds: float) -> None:
-    previous = _hold_seconds.get(model)
-    _hold_seconds[model] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
 
 _backends: dict[tuple, SlotBackend] = {}
@@ -196,10 +78,10 @@ def slot_backend() -> SlotBackend:
 
 def _make_backend(key: tuple) -> SlotBackend:
     if key[0] == "local":
-        from apps.gateway.slots_local import LocalSlots
+        from lib.slots_local import LocalSlots
 
         return LocalSlots()
-    from apps.gateway.slots_redis import RedisSlots
+    from lib.slots_redis import RedisSlots
 
     _, url, prefix, lease = key
     return RedisSlots(url=url, prefix=prefix, lease_seconds=lease)

@@ -23,8 +23,8 @@ from apps.gateway.slots import (
     slots_close,
     slots_reset,
 )
-from apps.gateway.slots_redis import _SCRIPTS
 from lib import resp
+from lib.slots_redis import _SCRIPTS
 from tests.waiting import aeventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -411,7 +411,7 @@ def test_it_shares_the_limit_between_event_loops_of_one_process(backend):
 CHILD = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from apps.gateway.slots_redis import RedisSlots
+from lib.slots_redis import RedisSlots
 
 url, prefix, model, mode, lease = sys.argv[1:6]
 slots = RedisSlots(url=url, prefix=prefix, lease_seconds=float(lease))

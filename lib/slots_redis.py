@@ -67,8 +67,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from apps.gateway.slots import QueueFull, SlotsUnavailable, retry_after
 from lib import resp
+from lib.slots import QueueFull, SlotsUnavailable, retry_after
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from apps.gateway.slots import QueueFull, retry_after
+from lib.slots import QueueFull, retry_after
 
 
 @dataclass(eq=False)
