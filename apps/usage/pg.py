@@ -1,15 +1,15 @@
 """The ledger's operations from the event loop on PostgreSQL (``apps.usage.ledger`` calls these).
 
-Each is one call of a function of migration usage 0005 (``anvil_settle``: 0007), sent as a
-prepared statement (psycopg's ``prepare=True``) on an async connection pool: one pool per event
-loop, GATEWAY_DB_POOL_SIZE connections at most, in autocommit mode, so a call is one round trip
-and one transaction.
+Each is one call of a function of migration usage 0005 (``anvil_settle``: 0007;
+``anvil_place_batch``: 0008), sent as a prepared statement (psycopg's ``prepare=True``) on an
+async connection pool: one pool per event loop, GATEWAY_DB_POOL_SIZE connections at most, in
+autocommit mode, so a call is one round trip and one transaction.
 
-Settlements are written in batches: while one batch is being written, the settlements that
-arrive wait and go together in the next call, one transaction and one commit (its WAL flush)
-for all of them. A settlement alone is written at once, so nothing waits at low load; under
-load the counters' rows (the grant's above all, which every request of a grant shares) are
-locked once per batch instead of once per request.
+Placements and settlements are written in batches: while one batch is being written, those
+that arrive wait and go together in the next call, one transaction and one commit for all of
+them. One alone is written at once, so nothing waits at low load; under load the counters'
+rows (the grant's above all, which every request of a grant shares) are locked once per batch
+instead of once per request.
 
 A call cancelled halfway (its caller cancelled) is cancelled on the server too: psycopg sends
 the server a cancel request and waits for the statement to end, rolled back, so a connection
@@ -49,6 +49,11 @@ PLACE = (
 SETTLE = (
     "SELECT * FROM anvil_settle(%s::bigint[], %s::numeric[], %s::integer[], %s::integer[],"
     " %s::text[], %s::integer[], %s::boolean[], %s::boolean[], %s)"
+)
+PLACE_BATCH = (
+    "SELECT * FROM anvil_place_batch(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s::text[], %s::numeric[], %s::numeric[], %s::integer[], %s::integer[], %s::numeric[],"
+    " %s::numeric[], %s::timestamptz[], %s::timestamptz[], %s)"
 )
 WITHDRAW = "SELECT anvil_withdraw(%s, NULL)"
 
@@ -136,33 +141,82 @@ async def _fetch(statement: str, params, *, many: bool = False):
 
 
 async def place(plan: ledger.Plan) -> Hold:
-    """``ledger.place`` on the pool: one call per try, the budgets after it in ``hold.budgets``."""
+    """``ledger.place`` on the pool, in the next batch of placements: one call per try, the
+    budgets after it in ``hold.budgets``. Cancelled while its batch is written, the hold is
+    withdrawn once placed."""
     hold = plan.hold()
     for _attempt in range(ledger.PLACE_ATTEMPTS):
+        placing = _batches(_place_all).add(hold)
         try:
-            row = await _fetch(PLACE, _place_params(hold))
-        except Error as exc:
-            if exc.sqlstate != REFUSED:
-                raise
-            refused = Limit(exc.diag.message_detail)
-            hold = ledger._next_try(plan, hold, refused, await status(hold))
-            continue
-        hold.pk = row[0]
-        hold.budgets = status_from_row(hold.period, row[1:])
-        return hold
+            refused = await asyncio.shield(placing)
+        except asyncio.CancelledError:
+            placing.add_done_callback(lambda done, hold=hold: _withdraw_late(done, hold))
+            raise
+        if refused is None:
+            return hold
+        hold = ledger._next_try(plan, hold, refused, await status(hold))
     budgets = await status(hold)
     raise QuotaExceeded(limit=refused, remaining=budgets.budget(refused).left or Decimal(0))
 
 
+def _withdraw_late(placing: asyncio.Future, hold: Hold) -> None:
+    if not placing.cancelled() and placing.exception() is None and placing.result() is None:
+        keep(asyncio.ensure_future(withdraw(hold)))
+
+
+async def _place_all(batch: list) -> None:
+    """Place the batch's holds: one alone with ``anvil_place``, several in one transaction with
+    ``anvil_place_batch``. Each future gets None (placed: ``hold.pk`` and ``hold.budgets`` set)
+    or the ``Limit`` that refused it. A batch that fails is placed hold by hold, so one bad
+    hold fails only itself."""
+    if len(batch) == 1:
+        hold, placed = batch[0]
+        try:
+            row = await _fetch(PLACE, _place_params(hold))
+        except Error as exc:
+            if exc.sqlstate == REFUSED:
+                _resolve(placed, Limit(exc.diag.message_detail))
+            else:
+                _resolve(placed, exception=exc)
+            return
+        _placed(hold, row)
+        _resolve(placed)
+        return
+    holds = [hold for hold, _ in batch]
+    columns = [list(column) for column in zip(*(_place_row(hold) for hold in holds), strict=True)]
+    try:
+        rows = await _fetch(PLACE_BATCH, [*columns, settings.GATEWAY_DURABLE_HOLDS], many=True)
+    except Exception:
+        for item in batch:
+            await _place_all([item])
+        return
+    for (hold, placed), (_item, *row) in zip(batch, sorted(rows), strict=True):
+        if row[1] is not None:
+            _resolve(placed, Limit(row[1]))
+            continue
+        _placed(hold, (row[0], *row[2:]))
+        _resolve(placed)
+
+
+def _placed(hold: Hold, row) -> None:
+    hold.pk = row[0]
+    hold.budgets = status_from_row(hold.period, row[1:])
+
+
+def _place_row(hold: Hold) -> tuple:
+    return (
+        hold.api_key_id, hold.grant_id, hold.user_id, hold.model_id, hold.period, hold.amount,
+        max(hold.amount, ledger.CREDIT_QUANTUM), hold.prompt_tokens, hold.max_completion_tokens,
+        hold.prompt_price, hold.completion_price, hold.created, hold.expires_at,
+    )  # fmt: skip
+
+
 def _place_params(hold: Hold) -> dict:
-    return {
-        "key": hold.api_key_id, "grant": hold.grant_id, "user": hold.user_id,
-        "model": hold.model_id, "period": hold.period, "amount": hold.amount,
-        "need": max(hold.amount, ledger.CREDIT_QUANTUM), "prompt_tokens": hold.prompt_tokens,
-        "max_completion_tokens": hold.max_completion_tokens, "prompt_price": hold.prompt_price,
-        "completion_price": hold.completion_price, "created": hold.created,
-        "expires_at": hold.expires_at, "durable": settings.GATEWAY_DURABLE_HOLDS,
-    }  # fmt: skip
+    names = ("key", "grant", "user", "model", "period", "amount", "need", "prompt_tokens",
+             "max_completion_tokens", "prompt_price", "completion_price", "created",
+             "expires_at")  # fmt: skip
+    return {**dict(zip(names, _place_row(hold), strict=True)),
+            "durable": settings.GATEWAY_DURABLE_HOLDS}  # fmt: skip
 
 
 async def status(hold: Hold) -> BudgetStatus:
@@ -176,42 +230,54 @@ async def status(hold: Hold) -> BudgetStatus:
     return status_from_row(hold.period, row)
 
 
-# --- settle, in batches ----------------------------------------------------------------------
+# --- batches ---------------------------------------------------------------------------------
 
 
 class _Batches:
-    """This loop's settlements: those waiting, and the one task writing a batch at a time."""
+    """This loop's placements, or its settlements: those waiting, and the one task writing a
+    batch at a time (with ``write``)."""
 
-    def __init__(self) -> None:
-        self.waiting: list[tuple[Hold, ledger.Usage, asyncio.Future]] = []
+    def __init__(self, write) -> None:
+        self.write_batch = write
+        self.waiting: list[tuple] = []
         self.writer: asyncio.Task | None = None
 
-    def add(self, hold: Hold, usage: ledger.Usage) -> asyncio.Future:
-        settled = asyncio.get_running_loop().create_future()
-        self.waiting.append((hold, usage, settled))
+    def add(self, *item) -> asyncio.Future:
+        done = asyncio.get_running_loop().create_future()
+        self.waiting.append((*item, done))
         if self.writer is None:
             self.writer = keep(asyncio.ensure_future(self.write()))
-        return settled
+        return done
 
     async def write(self) -> None:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
-                await _write(batch)
+                await self.write_batch(batch)
         finally:
             self.writer = None
 
 
-_batches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _batches(write) -> _Batches:
+    """This loop's batches written by ``write``."""
+    mine = _loops.get(asyncio.get_running_loop())
+    if mine is None:
+        mine = _loops[asyncio.get_running_loop()] = {}
+    batches = mine.get(write)
+    if batches is None:
+        batches = mine[write] = _Batches(write)
+    return batches
+
+
+# --- settle, in batches ----------------------------------------------------------------------
 
 
 def settle(hold: Hold, usage: ledger.Usage) -> asyncio.Future:
     """``ledger.settle`` on the pool, in the next batch: a future of the ledger row."""
-    loop = asyncio.get_running_loop()
-    batches = _batches.get(loop)
-    if batches is None:
-        batches = _batches[loop] = _Batches()
-    return batches.add(hold, usage)
+    return _batches(_write).add(hold, usage)
 
 
 async def _write(batch: list) -> None:

@@ -80,6 +80,40 @@ def test_a_hold_settled_twice_in_one_batch_is_settled_once(world):
     assert ApiKey.objects.get(pk=key.pk).credits_used == Decimal("0.00125")
 
 
+def test_holds_placed_together_go_in_batches_and_stop_exactly_at_the_limit(world, monkeypatch):
+    # A request costs 0.002 credits; the key's total limit pays for 7 of them, and a second
+    # key of the same member and grant places beside it in the same batches.
+    key, other = make_key(world, total_limit=Decimal("0.014")), make_key(world)
+    calls = []
+    execute = AsyncConnection.execute
+
+    async def recorded(conn, query, params=None, **options):
+        calls.append(query)
+        return await execute(conn, query, params, **options)
+
+    async def requests():
+        await ledger.awithdraw(await ledger.aplace(plan_for(other, world)))  # opens the pool
+        monkeypatch.setattr(AsyncConnection, "execute", recorded)
+        plans = [plan_for(key, world) for _ in range(12)] + [plan_for(other, world)] * 4
+        return await asyncio.gather(*(ledger.aplace(plan) for plan in plans),
+                                    return_exceptions=True)  # fmt: skip
+
+    results = asyncio.run(requests())
+    placed = [result for result in results if isinstance(result, Hold)]
+    refused = [result for result in results if isinstance(result, Exception)]
+    assert pg.PLACE_BATCH in calls  # several holds in one call
+    assert sum(hold.api_key_id == key.pk for hold in placed) == 7
+    assert sum(hold.api_key_id == other.pk for hold in placed) == 4
+    assert len(refused) == 5 and all(exc.limit == "key_total" for exc in refused)
+    assert ApiKey.objects.get(pk=key.pk).credits_held == Decimal("0.014")
+    assert Hold.objects.count() == 11 and len({hold.pk for hold in placed}) == 11
+    # each read the key's budget right after it: 1 to 7 requests' worth held
+    seen = sorted(
+        hold.budgets.budget("key_total").held for hold in placed if hold.api_key_id == key.pk
+    )
+    assert seen == [Decimal("0.002") * n for n in range(1, 8)]
+
+
 @pytest.mark.parametrize("durable", [False, True])
 def test_a_hold_commits_without_waiting_for_the_disk_unless_durable_holds(world, durable, settings):
     # GATEWAY_DURABLE_HOLDS off: the hold's own transaction commits asynchronously; whatever
