@@ -22,6 +22,7 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from apps.accounts.provider import read_at_start  # noqa: E402 (after setup)
 from apps.core.access_log import logging_access  # noqa: E402
+from apps.core.logs import begin_request, end_request  # noqa: E402
 from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402
 from apps.usage.ledger import adrain  # noqa: E402
 from portal.probes import is_probe_path, probes  # noqa: E402
@@ -32,7 +33,11 @@ read_at_start()  # the identity provider's discovery document, before the first 
 
 async def application(scope, receive, send):
     if is_gateway_path(scope):
-        await gateway_application(scope, receive, send)
+        token = begin_request(scope)  # the request's fields for its log lines (apps.core.logs)
+        try:
+            await gateway_application(scope, receive, send)
+        finally:
+            end_request(token)
     elif is_probe_path(scope):
         await probes(scope, receive, send)
     elif scope["type"] == "http":
