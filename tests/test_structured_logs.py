@@ -140,3 +140,34 @@ def test_the_logs_idea_of_a_key_is_the_keys_own(world):
         _BEARER_KEY.fullmatch(f"Bearer {management_secret}").group(1) == management.display_prefix
     )
     assert _BEARER_KEY.fullmatch(f"Bearer {secret}x") is None
+
+
+def test_a_celery_worker_writes_json_lines_too(transactional_db, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.servers import process_env
+
+    log_path = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel", "info",
+         "--pool", "solo"],
+        env=process_env({"LOG_FORMAT": "json"}),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def ready() -> bool:
+            assert worker.poll() is None, log_path.read_text()
+            return " ready." in log_path.read_text()
+
+        eventually(ready, timeout=30, what="the worker ready")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+    lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    assert any(r["logger"].startswith("celery") and "ready" in r["message"] for r in records)
