@@ -9,16 +9,30 @@ conditional statement, so a second beat (or a retry) does nothing twice.
 
 from __future__ import annotations
 
+import logging.config
 import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import setup_logging
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("anvil")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def logging_as_configured(**kwargs) -> None:
+    """Django's LOGGING instead of Celery's own setup (Celery skips its own when a receiver
+    is connected)."""
+    logging.config.dictConfig(settings.LOGGING)
+
+
+if settings.LOG_FORMAT == "json":
+    # The worker's and beat's lines as JSON, like the web server's; text keeps Celery's format.
+    setup_logging.connect(logging_as_configured, weak=False)
 
 
 def every(seconds: int, task: str) -> dict:

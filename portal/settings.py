@@ -284,10 +284,22 @@ if EMAIL_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
+# text: the message alone, as it always was; json: one JSON object per line with the time,
+# level, logger, message and, within a request, its id, key prefix, model, status and duration
+# (apps/core/logs.py), never a request's body.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ["text", "json"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "apps.core.logs.JsonFormatter"}},
+    "filters": {"request": {"()": "apps.core.logs.RequestFields"}},
+    "handlers": {
+        "console": (
+            {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request"]}
+            if LOG_FORMAT == "json"
+            else {"class": "logging.StreamHandler"}
+        )
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # httpx/httpcore log every backend request at INFO: one line per gateway request.
     "loggers": {
@@ -298,6 +310,11 @@ LOGGING = {
         "anvil.access": {"level": "NOTSET" if env_bool("ACCESS_LOG", True) else "WARNING"},
     },
 }
+if LOG_FORMAT == "json":
+    # uvicorn's own lines (startup, errors, its access log when switched on) in JSON too: its
+    # loggers write to handlers of their own unless given ours.
+    for name in ("uvicorn", "uvicorn.access"):
+        LOGGING["loggers"][name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 
 # The OpenAI-compatible gateway.
 # Largest request body accepted (bytes); larger ones get 413.

@@ -12,7 +12,8 @@ request at a time.
     server.url                           # "http://127.0.0.1:<port>"; clients use url + "/v1"
     stop_llama_server(server)
 
-``python -m tests.llama --port 8002`` runs it in the foreground (what ``make llama`` does).
+``python -m tests.llama --port 8002`` runs it in the foreground (what ``make llama`` does, and,
+with ``--host 0.0.0.0``, the ``llama`` service of docker-compose.yml, built by Dockerfile.llama).
 Install first: ``make llama-install`` (``requirements-llama.txt``, built from source once).
 """
 
@@ -66,9 +67,10 @@ def smollm2_path() -> Path:
     return path
 
 
-def llama_config(*, port: int, threads: int | None = None) -> dict:
-    """llama_cpp.server's config file: both models, loopback only, no request interrupting
-    another (its default would cut a running stream when the next request arrives)."""
+def llama_config(*, port: int, threads: int | None = None, host: str = "127.0.0.1") -> dict:
+    """llama_cpp.server's config file: both models, on loopback unless another address is given
+    (the compose stack's container listens on all of its own), no request interrupting another
+    (its default would cut a running stream when the next request arrives)."""
     common = {
         "model": str(smollm2_path()),
         "n_ctx": CONTEXT_WINDOW,
@@ -76,7 +78,7 @@ def llama_config(*, port: int, threads: int | None = None) -> dict:
         "verbose": False,
     }
     return {
-        "host": "127.0.0.1",
+        "host": host,
         "port": port,
         "interrupt_requests": False,
         "models": [
@@ -175,11 +177,17 @@ def stop_llama_server(server: LlamaServer) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve SmolLM2-135M with llama.cpp on loopback.")
     parser.add_argument("--port", type=int, default=8002)
-    port = parser.parse_args().port
-    config_file = _write_config(llama_config(port=port), Path(tempfile.gettempdir()))
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (docker-compose.yml: 0.0.0.0, inside its container)",
+    )
+    arguments = parser.parse_args()
+    host, port = arguments.host, arguments.port
+    config_file = _write_config(llama_config(port=port, host=host), Path(tempfile.gettempdir()))
     print(
         f"llama.cpp: serving {CHAT_MODEL} (chat) and {EMBED_MODEL} (embeddings) "
-        f"at http://127.0.0.1:{port}/v1 — stop with Ctrl+C",
+        f"at http://{host}:{port}/v1 — stop with Ctrl+C",
         flush=True,
     )
     command = _command(config_file)

@@ -112,22 +112,24 @@ def process_env(extra_env: dict | None = None) -> dict:
         f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db['NAME']}"
     )
-    return dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        REDIS_URL=settings.REDIS_URL,
-        DEBUG="false",
-        SECRET_KEY=settings.SECRET_KEY,
-        API_KEY_PEPPER=settings.API_KEY_PEPPER,
-        PYTHONUNBUFFERED="1",
-        **(extra_env or {}),
-    )
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "API_KEY_PEPPER": settings.API_KEY_PEPPER,
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),  # may replace any of the above
+    }
 
 
-def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = None):
+def start_anvil_processes(
+    *, workers: int, log_path, extra_env: dict | None = None, wait_for: str = "/api/health"
+):
     """Anvil under uvicorn as a separate process with ``workers`` worker processes (uvloop,
     httptools: as deployed), on the test database and Redis, so what the workers share goes
-    through PostgreSQL and Redis as in production."""
+    through PostgreSQL and Redis as in production. Started once ``wait_for`` answers 200."""
     import subprocess
     import sys
 
@@ -149,13 +151,13 @@ def start_anvil_processes(*, workers: int, log_path, extra_env: dict | None = No
         if process.poll() is not None:
             raise RuntimeError(f"Anvil exited:\n{log_path.read_text()}")
         try:
-            return client.get(f"{url}/api/health").status_code == 200
+            return client.get(f"{url}{wait_for}").status_code == 200
         except httpx.HTTPError:  # not listening yet
             return False
 
     with httpx.Client(trust_env=False, timeout=2) as client:
         try:
-            eventually(healthy, timeout=30, what="Anvil answering /api/health")
+            eventually(healthy, timeout=30, what=f"Anvil answering {wait_for}")
         except AssertionError as exc:
             process.kill()
             process.wait()

@@ -7,13 +7,17 @@ format, is written here for every portal request (pages, admin, management API, 
 and for every gateway answer that is not 2xx (refused keys, bad requests, limits, backend
 failures), after the answer is sent: ``127.0.0.1:50000 - "POST /api/v1/chat/completions
 HTTP/1.1" 401``. Only the method, path and query string of a request are logged, never its
-body. Logger ``anvil.access`` (INFO); ACCESS_LOG=false silences it.
+body. Logger ``anvil.access`` (INFO); ACCESS_LOG=false silences it. Each line also carries the
+answer's ``status`` and the request's ``duration_ms`` (what ``LOG_FORMAT=json`` shows, with the
+request's id, key prefix and model: apps/core/logs.py).
 """
 
 from __future__ import annotations
 
 import logging
 from urllib.parse import quote
+
+from apps.core.logs import begin_request, current_request, end_request
 
 logger = logging.getLogger("anvil.access")
 
@@ -30,6 +34,10 @@ def log_access(scope: dict, status: int) -> None:
     target = quote(scope["path"])
     if query := scope.get("query_string"):
         target = f"{target}?{quote(query, safe=QUERY_SAFE)}"
+    request = current_request()
+    extra = {"status": status}
+    if request is not None:
+        extra["duration_ms"] = request.duration_ms()
     logger.info(
         '%s - "%s %s HTTP/%s" %d',
         address,
@@ -37,6 +45,7 @@ def log_access(scope: dict, status: int) -> None:
         target,
         scope.get("http_version", "1.1"),
         status,
+        extra=extra,
     )
 
 
@@ -50,8 +59,10 @@ async def logging_access(app, scope, receive, send) -> None:
             status = message["status"]
         await send(message)
 
+    token = begin_request(scope)
     try:
         await app(scope, receive, noting_status)
     finally:
         if status is not None:
             log_access(scope, status)
+        end_request(token)

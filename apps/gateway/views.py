@@ -15,6 +15,7 @@ from functools import wraps
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from apps.core.logs import note_model
 from apps.gateway import parsing, relay, tokens
 from apps.gateway.admission import Ask, aauthenticate, admitted, akey
 from apps.gateway.catalog import current_catalog
@@ -89,6 +90,7 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
     try:
         try:
             parsed = parse(request, endpoint)
+            note_model(parsed.model_name)  # for the request's log lines (apps.core.logs)
         except GatewayError:
             # an unknown key hears 401 whatever its body says
             await (aauthenticate(secret) if key_id is None else akey(key_id))
