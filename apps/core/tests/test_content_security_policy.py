@@ -86,3 +86,16 @@ def test_no_template_has_inline_script_handlers_or_styles():
         if re.search(r"\sstyle\s*=", text) or "<style" in text:
             found.append(f"{template}: inline style")
     assert found == []
+
+
+def test_the_second_factor_setup_page_may_show_its_qr_code(client):
+    from apps.accounts.models import User
+
+    User.objects.create_user("operator", "operator@example.org", "pw-0123456789", is_staff=True)
+    client.post(reverse("account_login"), {"login": "operator", "password": "pw-0123456789"})
+    response = client.get("/accounts/2fa/totp/activate/")
+    assert response.status_code == 200
+    policy = directives(response)
+    assert_no_inline_script(policy)
+    assert policy["img-src"] == ["'self'", "data:"]  # allauth draws the QR code as a data: image
+    assert 'src="data:image/svg+xml' in response.content.decode()
