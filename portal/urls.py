@@ -5,8 +5,9 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from apps.core.api_docs import ApiDocsView
 from apps.keys.urls import management_urls
 
 # The admin's login is allauth's, with its rate limits and its second factor
@@ -38,5 +39,5 @@ urlpatterns = [
     path("api/", include("apps.gateway.urls")),
     path("api/v1/", include("portal.api_urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]

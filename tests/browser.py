@@ -1,6 +1,8 @@
 """Browser tests: Debian's Chromium driven by Python Playwright (never `playwright install`).
 
 Use the ``page`` fixture together with ``anvil_server``; ``sign_in`` logs a test-world user in.
+Every page the fixture opens is watched for Content-Security-Policy violations: a test that saw
+one fails (at teardown), so each browser test also shows the portal works under its policy.
 """
 
 from __future__ import annotations
@@ -43,15 +45,53 @@ def chromium():
         browser.close()
 
 
+# Runs in every document before its own scripts (as an init script, outside the page's policy).
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__anvilCspViolation(
+    `${event.effectiveDirective} refused ${event.blockedURI || "(inline)"}`
+    + ` in ${event.sourceFile || event.documentURI}:${event.lineNumber}`
+  );
+});
+"""
+
+
+def watch_csp(context) -> list[str]:
+    """Record in the list returned every Content-Security-Policy violation in ``context``'s
+    pages: the document's securitypolicyviolation events and Chromium's console reports."""
+    violations: list[str] = []
+
+    def on_violation(source, text):
+        violations.append(f"{source['page'].url}: {text}")
+
+    context.expose_binding("__anvilCspViolation", on_violation)
+    context.add_init_script(CSP_LISTENER)
+
+    def on_console(message):
+        if "Content Security Policy" in message.text:
+            violations.append(f"console: {message.text}")
+
+    context.on("console", on_console)
+    return violations
+
+
+def assert_no_csp_violations(violations: list[str]) -> None:
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
+
+
 @pytest.fixture
 def page(chromium, anvil_server):
     downloads = tempfile.mkdtemp(prefix="anvil-downloads-")
     context = chromium.new_context(base_url=anvil_server.url, accept_downloads=True)
     context.set_default_timeout(15_000)
+    violations = watch_csp(context)
     page = context.new_page()
+    page.csp_violations = violations
     yield page
     context.close()
     shutil.rmtree(downloads, ignore_errors=True)
+    assert_no_csp_violations(violations)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 
 from apps.keys.services import api_key_create
 from apps.usage import ledger
+from tests.browser import assert_no_csp_violations, watch_csp
 from tests.world import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -56,10 +57,12 @@ def test_it_changes_member_limits_and_the_member_sees_them(world, page, sign_in,
     key, _ = api_key_create(grant=world.grant, owner=world.bob, name="bob-key")
     spend(key, world.chat_model)  # 0.002 credits
     bob_context = chromium.new_context(base_url=anvil_server.url, accept_downloads=True)
+    bob_violations = watch_csp(bob_context)
     try:
         check_limits_and_downloads(page, sign_in, bob_context.new_page())
     finally:
         bob_context.close()
+    assert_no_csp_violations(bob_violations)
 
 
 def check_limits_and_downloads(page, sign_in, bob) -> None:
