@@ -299,6 +299,12 @@ LOGGING = {
     },
 }
 
+# Largest request body (bytes) any portal path accepts (forms, the portal's API); larger ones
+# get 413 before they are read (portal/asgi.py). The gateway has its own limit, below.
+MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Django's own check of a body it parses (request.body, forms), consistent with it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+
 # The OpenAI-compatible gateway.
 # Largest request body accepted (bytes); larger ones get 413.
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
