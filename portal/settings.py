@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "apps.accounts.oidc.SessionRefresh",
     "apps.accounts.middleware.StaffSecondFactorMiddleware",
+    # Last: its process_exception sees a view's exception first.
+    "apps.core.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
