@@ -107,3 +107,13 @@ def test_the_portal_takes_bodies_up_to_its_limit(counted_server, settings):
     too_big = body + b"x" * 200
     answer = httpx.post(f"{counted_server.url}/accounts/login/", content=too_big)
     assert answer.status_code == 413
+
+
+def test_the_api_s_413_is_in_its_error_shape(counted_server, settings):
+    import httpx
+
+    too_big = b"{}" + b" " * settings.MAX_BODY_BYTES
+    answer = httpx.post(f"{counted_server.url}/api/v1/management/api_keys/create", content=too_big)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "request_too_large"
+    assert str(settings.MAX_BODY_BYTES) in answer.json()["error"]["message"]
