@@ -7,6 +7,7 @@ Run
 ---
     python -m devbackend --host 127.0.0.1 --port 8001 [--latency-ms 0]
         [--tokens-per-second 0] [--models chat-small,chat-large,embed-small] [--api-key SECRET]
+        [--context-tokens 131072]
 
 ``--port 0`` picks a free port; the one-line startup message on stdout names the URL.
 ``--tokens-per-second 0`` means unlimited. With ``--api-key`` (or ``DEVBACKEND_API_KEY``)
@@ -43,7 +44,10 @@ The reply is a sequence of tokens; one token is one word with its leading space.
 natural length is 16 tokens (or longer if the echo below or vLLM's ``min_tokens`` asks for
 more); ``max_completion_tokens`` / ``max_tokens`` cut it, and vLLM's ``ignore_eos: true``
 makes the reply exactly ``max_tokens`` long (for benchmarks). ``finish_reason`` is
-``"length"`` when the reply has exactly ``max_tokens`` tokens, otherwise ``"stop"``.
+``"length"`` when the reply has exactly ``max_tokens`` tokens, otherwise ``"stop"``. Whatever
+``min_tokens`` and ``max_tokens`` ask, a reply has at most what the context window
+(``--context-tokens``, default 131072) leaves after the prompt, and at most 1,000,000 tokens;
+one cut there ends with ``"length"`` (so its size, and the server's memory, stay bounded).
 Words come from a fixed vocabulary, cycled from a start chosen by a hash of the prompt.
 
 ECHO: if the last user message (or the prompt) contains ``ECHO:``, the reply begins with the

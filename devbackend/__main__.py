@@ -10,12 +10,20 @@ import sys
 import uvicorn
 
 from devbackend.server import DEFAULT_MODELS, DevBackend, Options
+from devbackend.text import DEFAULT_CONTEXT_TOKENS
 
 
 def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
     return value
 
 
@@ -28,6 +36,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=_non_negative, default=0.0)
     parser.add_argument("--tokens-per-second", type=_non_negative, default=0.0, help="0: no limit")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="listed by /v1/models")
+    parser.add_argument(
+        "--context-tokens",
+        type=_positive,
+        default=DEFAULT_CONTEXT_TOKENS,
+        help="the context window: prompt and reply together (replies: at most 1M tokens)",
+    )
     parser.add_argument(
         "--api-key", default=os.environ.get("DEVBACKEND_API_KEY") or None, help="require it"
     )
@@ -51,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
         tokens_per_second=args.tokens_per_second,
         api_key=args.api_key,
+        context_tokens=args.context_tokens,
     )
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -59,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         f"devbackend listening on {url} (models {','.join(options.models)}; "
         f"latency {options.latency_ms:g} ms; "
         f"{f'{options.tokens_per_second:g}' if options.tokens_per_second else 'unlimited'} "
-        "tokens/s; "
+        f"tokens/s; context {options.context_tokens} tokens; "
         f"api key {'required' if options.api_key else 'off'})",
         flush=True,
     )

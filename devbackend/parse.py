@@ -74,16 +74,18 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
-def chat_reply(body: dict[str, Any]) -> Reply:
+def chat_reply(body: dict[str, Any], *, context_tokens: int = text.DEFAULT_CONTEXT_TOKENS) -> Reply:
     model, messages = model_of(body), _messages(body)
     stream, include_usage = _streaming(body)
     sampling = _sampling(body)
     seed, user_text = text.seed(messages), text.last_user_text(messages)
     echo = text.echo_text(user_text)
     kind = "chat.completion.chunk" if stream else "chat.completion"
+    prompt_tokens = text.chat_prompt_tokens(messages)
+    room = text.reply_room(context_tokens=context_tokens, prompt_tokens=prompt_tokens)
     common = {
         "head": wire.envelope(kind=kind, model=model),
-        "prompt_tokens": text.chat_prompt_tokens(messages),
+        "prompt_tokens": prompt_tokens,
         "stream": stream,
         "include_usage": include_usage,
     }
@@ -96,7 +98,7 @@ def chat_reply(body: dict[str, Any]) -> Reply:
     )
     if call is not None:
         return ChatToolCall(**common, pieces=call.pieces(), finish="tool_calls", call=call)
-    pieces, finish = text.reply_tokens(seed=seed, echo=echo, **sampling)
+    pieces, finish = text.reply_tokens(seed=seed, echo=echo, room=room, **sampling)
     return ChatText(**common, pieces=pieces, finish=finish)
 
 
@@ -122,7 +124,9 @@ def _inputs(value: Any, *, param: str) -> list[str | list[int]]:
     )
 
 
-def completion_reply(body: dict[str, Any]) -> Reply:
+def completion_reply(
+    body: dict[str, Any], *, context_tokens: int = text.DEFAULT_CONTEXT_TOKENS
+) -> Reply:
     model = model_of(body)
     prompts = _inputs(body.get("prompt"), param="prompt")
     if len(prompts) != 1:
@@ -130,12 +134,16 @@ def completion_reply(body: dict[str, Any]) -> Reply:
     prompt = prompts[0]
     stream, include_usage = _streaming(body)
     prompt_text = prompt if isinstance(prompt, str) else ""
+    prompt_tokens = text.prompt_tokens(prompt)
     pieces, finish = text.reply_tokens(
-        seed=text.seed(prompt), echo=text.echo_text(prompt_text), **_sampling(body)
+        seed=text.seed(prompt),
+        echo=text.echo_text(prompt_text),
+        room=text.reply_room(context_tokens=context_tokens, prompt_tokens=prompt_tokens),
+        **_sampling(body),
     )
     return TextCompletion(
         head=wire.envelope(kind="text_completion", model=model),
-        prompt_tokens=text.prompt_tokens(prompt),
+        prompt_tokens=prompt_tokens,
         pieces=pieces,
         finish=finish,
         stream=stream,

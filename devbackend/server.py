@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from devbackend import asgi, parse, serve
+from devbackend import asgi, parse, serve, text
 from devbackend.asgi import Receive, Send
 from devbackend.embeddings import embeddings_body
 from devbackend.plan import Plan, plan_build
@@ -24,6 +24,7 @@ class Options:
     latency_ms: float = 0.0
     tokens_per_second: float = 0.0  # 0 = unlimited
     api_key: str | None = None
+    context_tokens: int = text.DEFAULT_CONTEXT_TOKENS  # prompt and reply together
 
 
 class DevBackend:
@@ -106,12 +107,14 @@ class DevBackend:
         await asgi.send_json(send, self._model(scope["path"].rstrip("/")[len("/v1/models/") :]))
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reply = parse.chat_reply(parse.json_object(await asgi.read_body(receive)))
+        body = parse.json_object(await asgi.read_body(receive))
+        reply = parse.chat_reply(body, context_tokens=self.options.context_tokens)
         plan = self._plan(scope, reply.head["model"])
         await self._run(receive, serve.serve_reply(send, reply, plan))
 
     async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reply = parse.completion_reply(parse.json_object(await asgi.read_body(receive)))
+        body = parse.json_object(await asgi.read_body(receive))
+        reply = parse.completion_reply(body, context_tokens=self.options.context_tokens)
         plan = self._plan(scope, reply.head["model"])
         await self._run(receive, serve.serve_reply(send, reply, plan))
 

@@ -8,6 +8,11 @@ import re
 from typing import Any
 
 REPLY_TOKENS = 16
+# The context window when none is given (--context-tokens), and the most any reply has, so a
+# ``min_tokens`` or ``max_tokens`` of any size can not make a reply (and the server's memory)
+# grow without bound.
+DEFAULT_CONTEXT_TOKENS = 131072
+MAX_REPLY_TOKENS = 1_000_000
 MESSAGE_TOKENS = 4
 NON_TEXT_PART_TOKENS = 85
 ECHO_MARKER = "ECHO:"
@@ -75,13 +80,28 @@ def seed(obj: Any) -> bytes:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).digest()
 
 
+def reply_room(*, context_tokens: int, prompt_tokens: int) -> int:
+    """The most tokens a reply may have: what the context window leaves after the prompt (none
+    when the prompt fills it), and never more than MAX_REPLY_TOKENS."""
+    return max(0, min(context_tokens - prompt_tokens, MAX_REPLY_TOKENS))
+
+
 def reply_tokens(
-    *, seed: bytes, echo: str, limit: int | None, min_tokens: int = 0, ignore_eos: bool = False
+    *,
+    seed: bytes,
+    echo: str,
+    limit: int | None,
+    min_tokens: int = 0,
+    ignore_eos: bool = False,
+    room: int = MAX_REPLY_TOKENS,
 ) -> tuple[list[str], str]:
-    """The reply's tokens and its finish reason."""
+    """The reply's tokens and its finish reason; at most ``room`` tokens (see ``reply_room``),
+    whatever ``limit`` and ``min_tokens`` ask: a reply cut there ends with "length"."""
     tokens = _WORD_RE.findall(echo)
     natural = max(REPLY_TOKENS, len(tokens), min_tokens)
     count = limit if (ignore_eos and limit) else min(natural, limit or natural)
+    if count >= room:
+        count, limit = room, room
     start = int.from_bytes(seed[:4], "big")
     step = 1 + seed[4] % (len(VOCABULARY) - 1)
     for i in range(len(tokens), count):

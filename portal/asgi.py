@@ -7,12 +7,19 @@ of the latter. The probes ``/healthz`` and ``/readyz`` (portal/probes.py) are an
 before either. Behind a reverse proxy in production, the proxy can serve STATIC_ROOT
 (``manage.py collectstatic``) itself. Every request to the latter gets a line in Anvil's
 access log (apps/core/access_log.py); the gateway writes its own for answers that are not 2xx.
+
+Every request to Django's handler has its body bounded (lib/body_limit.py): over
+MAX_BODY_BYTES (a job submission, which carries inference requests: GATEWAY_MAX_BODY_BYTES) it
+gets 413 before its body is read, where Django's handler would store a body of any size in a
+temporary file first. The gateway bounds its own (GATEWAY_MAX_BODY_BYTES).
 """
 
 from __future__ import annotations
 
+import json
 import os
 
+from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
@@ -24,10 +31,34 @@ from apps.accounts.provider import read_at_start  # noqa: E402 (after setup)
 from apps.core.access_log import logging_access  # noqa: E402
 from apps.core.logs import begin_request, end_request  # noqa: E402
 from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402
+from apps.gateway.request import path_info  # noqa: E402
 from apps.usage.ledger import adrain  # noqa: E402
+from lib.body_limit import BodyLimit  # noqa: E402
 from portal.probes import is_probe_path, probes  # noqa: E402
 
 gateway_application = GatewayHandler()
+
+# Portal paths whose bodies are inference requests (a job per input): the gateway's limit.
+INFERENCE_BODY_PATHS = frozenset({"/api/v1/jobs"})
+
+
+def body_limit(scope) -> int:
+    if path_info(scope) in INFERENCE_BODY_PATHS:
+        return settings.GATEWAY_MAX_BODY_BYTES
+    return settings.MAX_BODY_BYTES
+
+
+def too_large(scope, limit: int) -> tuple[bytes, bytes]:
+    """The 413's body: the API's error shape under /api/, a line of text elsewhere."""
+    message = f"Request body too large (at most {limit} bytes)."
+    if path_info(scope).startswith("/api/"):
+        error = {"message": message, "type": "invalid_request_error", "param": None}
+        body = json.dumps({"error": {**error, "code": "request_too_large"}}).encode()
+        return b"application/json", body
+    return b"text/plain; charset=utf-8", message.encode() + b"\n"
+
+
+bounded_application = BodyLimit(django_application, limit=body_limit, too_large=too_large)
 read_at_start()  # the identity provider's discovery document, before the first sign-in
 
 
@@ -41,7 +72,7 @@ async def application(scope, receive, send):
     elif is_probe_path(scope):
         await probes(scope, receive, send)
     elif scope["type"] == "http":
-        await logging_access(django_application, scope, receive, send)
+        await logging_access(bounded_application, scope, receive, send)
     elif scope["type"] == "lifespan":
         await lifespan(receive, send)
     else:

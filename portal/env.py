@@ -68,6 +68,21 @@ def env_list(name: str, default: list[str], *, environ=os.environ) -> list[str]:
     return items
 
 
+def env_proxy_ssl_header(name: str, *, environ=os.environ) -> tuple[str, str] | None:
+    """``X-Forwarded-Proto`` (its value ``https``) or ``Name=value`` → Django's
+    SECURE_PROXY_SSL_HEADER, ``("HTTP_X_FORWARDED_PROTO", "https")``; unset or empty: None."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition("=")
+    header, value = header.strip(), value.strip() or "https"
+    if not header or not all(c.isalnum() or c == "-" for c in header) or not value.isprintable():
+        raise ImproperlyConfigured(
+            f"{name} must be a header name such as X-Forwarded-Proto, or Name=value, not {raw!r}"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
 def env_choice(name: str, default: str, choices: list[str], *, environ=os.environ) -> str:
     value = environ.get(name, "").strip() or default
     if value not in choices:

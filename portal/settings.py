@@ -15,6 +15,7 @@ from portal.env import (
     env_int,
     env_list,
     env_pairs,
+    env_proxy_ssl_header,
     env_redis_url,
     env_secret,
     env_str,
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "apps.accounts.oidc.SessionRefresh",
     "apps.accounts.middleware.StaffSecondFactorMiddleware",
+    # Last: its process_exception sees a view's exception first.
+    "apps.core.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -289,6 +292,16 @@ SESSION_COOKIE_HTTPONLY = True
 # Set SECURE_COOKIES=true behind HTTPS (the production reverse proxy).
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HTTPS (README, Configuration: production values make `manage.py check --deploy` clean).
+# The header a reverse proxy sets on requests that reached it over HTTPS, e.g.
+# X-Forwarded-Proto (→ ("HTTP_X_FORWARDED_PROTO", "https")); only with a proxy that always sets
+# or strips it.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# Redirect plain-HTTP portal requests to HTTPS, and tell browsers to use only HTTPS (HSTS).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 # New API keys expire this many days after creation unless the creator says otherwise.
 API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 30, minimum=1)
@@ -339,6 +352,12 @@ if LOG_FORMAT == "json":
     # loggers write to handlers of their own unless given ours.
     for name in ("uvicorn", "uvicorn.access"):
         LOGGING["loggers"][name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+
+# Largest request body (bytes) any portal path accepts (forms, the portal's API); larger ones
+# get 413 before they are read (portal/asgi.py). The gateway has its own limit, below.
+MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Django's own check of a body it parses (request.body, forms), consistent with it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 
 # The OpenAI-compatible gateway.
 # Largest request body accepted (bytes); larger ones get 413.

@@ -29,3 +29,10 @@ class PermissionDenied(ApplicationError):
 class Conflict(ApplicationError):
     status = 409
     code = "conflict"
+
+
+class ServiceUnavailable(ApplicationError):
+    """Something the operation needs can not be reached; nothing was changed (503)."""
+
+    status = 503
+    code = "service_unavailable"

@@ -4,7 +4,7 @@ back. Django calls these for 400, 403, 404 and 500 (``handler…`` in ``portal/u
 
 from __future__ import annotations
 
-from django.http import HttpResponseServerError
+from django.http import HttpResponse, HttpResponseServerError
 from django.shortcuts import render
 from django.template.loader import render_to_string
 
@@ -13,6 +13,7 @@ TITLES = {
     403: "Not allowed",
     404: "Page not found",
     500: "Something went wrong",
+    503: "Temporarily unavailable",
 }
 DEFAULT_REASONS = {
     400: "The request could not be understood.",
@@ -50,6 +51,13 @@ def permission_denied(request, exception):
 
 def page_not_found(request, exception):
     return _error(request, 404, exception)
+
+
+def service_unavailable(request, reason: str):
+    """503: a service the page needs can not be reached (``ServiceUnavailable``); ``reason``
+    says what was (not) done. Without the request's context processors: they may need it."""
+    context = {"status": 503, "title": TITLES[503], "reason": reason}
+    return HttpResponse(render_to_string("core/error.html", context), status=503)
 
 
 def server_error(request):

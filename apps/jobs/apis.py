@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -111,7 +112,13 @@ class JobsApi(APIView):
     def post(self, request):
         key = request.auth
         try:
-            submission = submission_parse(request.body)
+            # Inference requests: the gateway's limit (portal/asgi.py refuses more before it is
+            # read), not DATA_UPLOAD_MAX_MEMORY_SIZE, the forms' limit request.body keeps to.
+            limit = settings.GATEWAY_MAX_BODY_BYTES
+            raw = request.read(limit + 1)
+            if len(raw) > limit:
+                raise InvalidSubmission(f"The request body is over {limit} bytes.")
+            submission = submission_parse(raw)
             catalog = async_to_sync(current_catalog)()
             jobs = services.jobs_submit(key=key, catalog=catalog, submission=submission)
         except InvalidSubmission as exc:

@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import transaction
 
+from apps.core.exceptions import ServiceUnavailable
 from lib import resp
 
 logger = logging.getLogger(__name__)
@@ -190,8 +191,24 @@ async def aremember_key(*, kind: str, key) -> None:
         logger.warning("key cache unavailable; not caching", exc_info=True)
 
 
+class KeyCacheUnavailable(ServiceUnavailable):
+    code = "key_cache_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The key cache can not be reached, so other servers could go on accepting the key "
+            "as it was: nothing was changed. Please try again in a moment."
+        )
+
+
 def forget_key(*, kind: str, lookup_prefix: str) -> None:
-    """Drop the cached entry now, and again with a tombstone once the transaction commits."""
+    """Replace the cached entry with a tombstone now, inside the caller's transaction, and
+    again once it commits. Fails closed: when the tombstone can not be written now the change
+    must not commit (other processes would go on accepting the key as cached for up to
+    API_KEY_CACHE_SECONDS), so ``KeyCacheUnavailable`` is raised (503) and the caller's
+    transaction rolls back. The tombstone stays API_KEY_CACHE_SECONDS and positive entries
+    are only added where nothing is, so once it is written no process caches the key's old row
+    again; the write after the commit renews it."""
     name = cache_key(kind=kind, lookup_prefix=lookup_prefix)
 
     def bury() -> None:
@@ -200,5 +217,6 @@ def forget_key(*, kind: str, lookup_prefix: str) -> None:
     try:
         bury()
     except Exception:
-        logger.warning("key cache unavailable; entry dropped after commit", exc_info=True)
+        logger.warning("key cache unavailable; the change is refused", exc_info=True)
+        raise KeyCacheUnavailable() from None
     transaction.on_commit(bury, robust=True)

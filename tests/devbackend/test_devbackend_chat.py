@@ -3,8 +3,11 @@ from __future__ import annotations
 import json
 
 import httpx
+import openai
 
-from devbackend.text import REPLY_TOKENS
+from devbackend import text
+from devbackend.testing import devbackend_running
+from devbackend.text import DEFAULT_CONTEXT_TOKENS, REPLY_TOKENS
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 WEATHER_TOOL = {
@@ -187,3 +190,40 @@ def test_it_streams_a_tool_call(client):
     arguments = "".join(c.choices[0].delta.tool_calls[0].function.arguments for c in chunks[1:-1])
     assert json.loads(arguments) == {"location": "Gdańsk", "unit": "c"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_min_tokens_of_any_size_stop_at_the_context_window(client):
+    # The default window (131072 tokens) less the prompt's 7; not a billion tokens (issue 17:
+    # it grew to 23 GB and was killed).
+    reply = client.chat.completions.create(
+        model="m", messages=HELLO, extra_body={"min_tokens": 1_000_000_000}
+    )
+    assert reply.usage.completion_tokens == DEFAULT_CONTEXT_TOKENS - 7
+    assert reply.choices[0].finish_reason == "length"
+
+
+def test_a_small_context_window_bounds_replies_streamed_or_not():
+    with devbackend_running(context_tokens=40) as (url, _process):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=5)
+        reply = client.chat.completions.create(
+            model="m", messages=HELLO, max_tokens=10**9, extra_body={"ignore_eos": True}
+        )
+        assert (reply.usage.completion_tokens, reply.choices[0].finish_reason) == (33, "length")
+        stream = client.completions.create(
+            model="m",
+            prompt="Hello there",  # 3 tokens
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"min_tokens": 10**9},
+        )
+        chunks = list(stream)
+        assert chunks[-1].usage.completion_tokens == 37
+        assert sum(1 for c in chunks if c.choices and c.choices[0].text) == 37
+
+
+def test_no_reply_has_more_than_a_million_tokens_whatever_the_window():
+    room = text.reply_room(context_tokens=10**12, prompt_tokens=7)
+    tokens, finish = text.reply_tokens(
+        seed=b"\0" * 32, echo="", limit=None, min_tokens=10**12, room=room
+    )
+    assert (len(tokens), finish) == (text.MAX_REPLY_TOKENS, "length") == (1_000_000, "length")

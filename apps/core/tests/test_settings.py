@@ -103,6 +103,9 @@ def run_check(**overrides) -> subprocess.CompletedProcess:
             "OIDC_RP_CLIENT_SECRET",
         ),
         ({"OIDC_AFFILIATION_MAP": "staff"}, "OIDC_AFFILIATION_MAP"),
+        ({"SECURE_PROXY_SSL_HEADER": "X Forwarded Proto"}, "SECURE_PROXY_SSL_HEADER"),
+        ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS"),
+        ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
     ],
 )
 def test_it_stops_at_start_naming_the_bad_variable(overrides, variable):
