@@ -11,8 +11,8 @@ charged what the ledger charged it, or refused with 429 ``insufficient_quota`` n
 budget; both processes admitted requests and both refused some; the counters equal the ledger
 and no hold is left open.
 
-Run against ``anvil_place`` with the held credits left out of its room checks, it fails: the
-grant's 1.5 credits were spent 4.2 times over, every request admitted.
+Run against ``anvil_place`` with the held credits left out of its room checks, it fails: every
+request admitted, 4.24 credits spent of the grant's 1.5.
 """
 
 from __future__ import annotations
