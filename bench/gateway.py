@@ -7,14 +7,17 @@ development backend and Anvil (uvicorn, one worker, production settings) as sepa
 processes on loopback, and prints side by side: requests/s and p50/p95/p99 latency for
 non-streaming chat at concurrency 1, 16 and 64; streaming time to first token, total time and
 chunk-by-chunk relay timing; server CPU per request (from /proc); then PASS/FAIL per target
-and the ledger check. Every process it started is stopped on exit, Ctrl+C included. It exits
-1 when a target or check fails. See bench/README.md.
+and the ledger check. With ``--workers N`` it then runs the non-streaming load again through
+Anvil under ``uvicorn --workers N`` and prints it beside the single-process run. Every process
+it started is stopped on exit, Ctrl+C included. It exits 1 when a target or check fails. See
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -29,7 +32,7 @@ if __package__ in (None, ""):  # run as a file: python bench/gateway.py
 from bench import servers
 from bench.client import Target
 from bench.measure import Bench, Measured
-from bench.report import checks, diagnostics, stream_lines, table
+from bench.report import checks, diagnostics, stream_lines, table, workers_table
 from devbackend.testing import start_devbackend, stop_devbackend
 
 
@@ -57,7 +60,21 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--settings", default="portal.settings", help="Anvil's Django settings module")
     add("--profile", type=Path, help="py-spy Anvil after the warm-up; raw stacks to this dir")
+    add(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="N > 1: after the single-process run, the non-streaming runs again through "
+        "Anvil under uvicorn --workers N, printed beside it",
+    )
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _interrupt(signum, frame) -> None:
@@ -75,6 +92,7 @@ def _run_loop(coroutine):
 
 def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tuple:
     backend = anvil = bench = None
+    workers = None
     machine_ms = machine_speed_ms()
     try:
         servers.say(f"resetting {args.database_url} and {args.redis_url}; migrating …")
@@ -92,15 +110,23 @@ def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tup
             log=logs / "anvil.log",
             access_log=args.access_log,
         )
+        direct = Target("direct", int(backend.url.rsplit(":", 1)[1]), "/v1/chat/completions")
         bench = Bench(
             args,
-            direct=Target("direct", int(backend.url.rsplit(":", 1)[1]), "/v1/chat/completions"),
+            direct=direct,
             anvil=Target("Anvil", anvil.port, "/api/v1/chat/completions", world["secret"]),
             pids={"anvil": anvil.process.pid, "backend": backend.process.pid},
             redis_url=args.redis_url,
         )
         measured = _run_loop(bench.run())
         threads = servers.thread_count(anvil.process.pid)
+        if args.workers > 1:
+            servers.process_stop(anvil.process)
+            anvil = None
+            transactions = servers.pg_transactions(args.database_url) - transactions
+            workers, workers_transactions = _workers_run(
+                args, settings, logs, direct, world, backend=backend.process.pid
+            )
     finally:
         if bench is not None and bench.profiler is not None:
             servers.process_stop(bench.profiler)
@@ -108,10 +134,44 @@ def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tup
             servers.process_stop(anvil.process)
         if backend is not None:
             stop_devbackend(backend.process)
-    transactions = servers.pg_transactions(args.database_url) - transactions
+    if workers is None:
+        transactions = servers.pg_transactions(args.database_url) - transactions
     ledger = servers.world_call(settings, "check")
     extra = {"pg_transactions": transactions, "anvil_threads": threads, "machine_ms": machine_ms}
+    if workers is not None:
+        extra["workers"] = workers
+        extra["workers_pg_transactions"] = workers_transactions
     return measured, ledger, extra
+
+
+def _workers_run(args, settings, logs: Path, direct: Target, world: dict, *, backend: int):
+    """The non-streaming runs again, direct and through Anvil under uvicorn --workers N
+    (the single-process Anvil stopped first); its Measured and PostgreSQL transactions."""
+    transactions = servers.pg_transactions(args.database_url)
+    servers.say(f"starting Anvil (uvicorn --workers {args.workers}) …")
+    anvil = servers.anvil_start(
+        settings,
+        loop=args.loop,
+        http=args.http,
+        log=logs / "anvil-workers.log",
+        access_log=args.access_log,
+        workers=args.workers,
+    )
+    try:
+        pids = servers.process_tree(anvil.process.pid)  # uvicorn's parent and its workers
+        name = f"Anvil x{args.workers}"
+        target = Target(name, anvil.port, "/api/v1/chat/completions", world["secret"])
+        bench = Bench(
+            argparse.Namespace(**{**vars(args), "profile": None}),
+            direct=direct,
+            anvil=target,
+            pids={"anvil": pids, "backend": backend},
+            redis_url=args.redis_url,
+        )
+        measured = _run_loop(bench.run(streaming=False))
+    finally:
+        servers.process_stop(anvil.process, timeout=30)
+    return measured, servers.pg_transactions(args.database_url) - transactions
 
 
 def machine_speed_ms() -> float:
@@ -152,9 +212,13 @@ def report(args, measured: Measured, ledger: dict, extra: dict) -> int:
         )
     )
     print()
+    workers = extra.get("workers")
+    if workers is not None:
+        print(workers_report(args, measured, workers, extra))
+        print()
     print(diagnostics(measured, extra))
     print()
-    results = checks(measured, ledger)
+    results = checks(_with_workers(measured, workers), ledger)
     for check in results:
         print(check)
     if args.profile:
@@ -165,6 +229,41 @@ def report(args, measured: Measured, ledger: dict, extra: dict) -> int:
             print(f"\n{name} ({args.profile / name}.txt):")
             print(summary(args.profile / f"{name}.txt", requests=count))
     return 0 if all(check.passed for check in results) else 1
+
+
+def workers_report(args, measured: Measured, workers: Measured, extra: dict) -> str:
+    """The --workers N run: its own side-by-side table, then through Anvil beside the
+    single-process run."""
+    n = args.workers
+    per_request = extra["workers_pg_transactions"] / max(workers.anvil_ok, 1)
+    return "\n".join(
+        [
+            f"Anvil under uvicorn --workers {n} (otherwise as above), started after the "
+            "single-process Anvil stopped; the same non-streaming runs, direct and Anvil "
+            f"alternating again; Anvil CPU is that of all its {n} workers and their parent:",
+            "",
+            table(workers.scenarios),
+            "",
+            f"Through Anvil: 1 worker (the first table) beside {n} workers ({n}w), the same key "
+            "and grant, PostgreSQL and Redis:",
+            "",
+            workers_table(measured.scenarios, workers.scenarios, n),
+            f"PostgreSQL transactions per request, {n} workers: {per_request:.2f}; Anvil's "
+            f"answers other than 200, {n} workers, warm-ups included: {workers.anvil_failed or 0}",
+        ]
+    )
+
+
+def _with_workers(measured: Measured, workers: Measured | None) -> Measured:
+    """For the ledger check: the requests through Anvil of both runs."""
+    if workers is None:
+        return measured
+    failed = dict(measured.anvil_failed)
+    for error, count in workers.anvil_failed.items():
+        failed[error] = failed.get(error, 0) + count
+    return dataclasses.replace(
+        measured, anvil_ok=measured.anvil_ok + workers.anvil_ok, anvil_failed=failed
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         servers.say(f"failed; Anvil's log is in {logs}")
         raise
     status = report(args, measured, ledger, extra)
-    if measured.anvil_failed or ledger["mismatches"] or ledger["open_holds"]:
+    failed = _with_workers(measured, extra.get("workers")).anvil_failed
+    if failed or ledger["mismatches"] or ledger["open_holds"]:
         print(f"\nAnvil's log (its access log and warnings): {logs / 'anvil.log'}")
+        if extra.get("workers") is not None:
+            print(f"With --workers {args.workers}: {logs / 'anvil-workers.log'}")
     else:
         shutil.rmtree(logs)
     return status

@@ -36,18 +36,27 @@ def stream_body(model: str, *, tokens: int) -> bytes:
 @dataclass
 class Measured:
     scenarios: list[Scenario]
-    streaming: streams.Comparison
+    streaming: streams.Comparison | None  # None: not measured (the --workers N run)
     stream_cpu_ms: float  # Anvil's CPU per relayed stream
     anvil_ok: int  # successful requests through Anvil, warm-ups included
     anvil_failed: dict[str, int]  # Anvil's other answers (status or error), warm-ups included
     profiled: dict[str, int]  # profile name → requests through Anvil while it was recorded
 
 
+def _cpu_seconds(pid: int | list[int]) -> float:
+    """A process's CPU time, or the sum of several's (Anvil's with ``--workers N``)."""
+    if isinstance(pid, int):
+        return servers.cpu_seconds(pid)
+    return sum(servers.cpu_seconds(one) for one in pid)
+
+
 class Bench:
-    def __init__(self, args, *, direct: Target, anvil: Target, pids: dict[str, int], redis_url):
+    def __init__(
+        self, args, *, direct: Target, anvil: Target, pids: dict[str, int | list[int]], redis_url
+    ):
         self.args = args
         self.direct, self.anvil = direct, anvil
-        self.pids = pids  # "anvil", "backend"
+        self.pids = pids  # "anvil" (with --workers N, its processes), "backend"
         self.redis = redis.Redis.from_url(redis_url)  # one connection, kept
         self.profiler = None
         self.profiled: dict[str, int] = {}
@@ -55,7 +64,7 @@ class Bench:
         self.anvil_failed: dict[str, int] = {}
 
     def meters(self) -> dict[str, float]:
-        now = {name: servers.cpu_seconds(pid) for name, pid in self.pids.items()}
+        now = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
         now["client"] = time.process_time()
         now["postgres"] = servers.service_cpu_seconds("postgres")
         now["redis"] = servers.service_cpu_seconds("redis-server")
@@ -140,7 +149,9 @@ class Bench:
             self.profiler = None
             self.profiled[name] += self.anvil_ok
 
-    async def run(self) -> Measured:
+    async def run(self, *, streaming: bool = True) -> Measured:
+        """Every measurement; without ``streaming`` the non-streaming ones only (the streaming
+        figures are then None and 0)."""
         for target in (self.direct, self.anvil):
             await self.load(target, concurrency=16, count=self.args.warmup, side=None)
         scenarios = []
@@ -149,10 +160,12 @@ class Bench:
             servers.say(f"non-streaming, concurrency {concurrency} …")
             scenarios.append(await self.scenario(concurrency))
         self.profile_stop("requests")
-        servers.say("streaming …")
-        self.profile_start("streams")
-        comparison, stream_cpu = await self.streaming()
-        self.profile_stop("streams")
+        comparison, stream_cpu = None, 0.0
+        if streaming:
+            servers.say("streaming …")
+            self.profile_start("streams")
+            comparison, stream_cpu = await self.streaming()
+            self.profile_stop("streams")
         self.redis.close()
         return Measured(
             scenarios, comparison, stream_cpu, self.anvil_ok, self.anvil_failed, self.profiled

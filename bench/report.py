@@ -112,6 +112,31 @@ def table(scenarios: list[Scenario]) -> str:
     return "\n".join(lines)
 
 
+def workers_table(single: list[Scenario], many: list[Scenario], workers: int) -> str:
+    """Through Anvil, one worker process beside ``workers``, scenario by scenario."""
+    n = f"{workers}w"
+    head = (
+        f"{'scenario':<9}| {'rps 1w':>7} {f'rps {n}':>7} {f'{n}/1w':>6} "
+        f"| {'p50 1w':>6} {n:>6} | {'p95 1w':>6} {n:>6} | {'p99 1w':>6} {n:>6} "
+        f"| {'Anvil CPU 1w':>12} {n:>6}"
+    )
+    units = (
+        f"{'':<9}| {'':>7} {'':>7} {'':>6} | {'ms':>6} {'ms':>6} | {'ms':>6} {'ms':>6} "
+        f"| {'ms':>6} {'ms':>6} | {'ms/req':>12} {'ms/req':>6}"
+    )
+    lines = [head, units, "-" * len(head)]
+    for one, all_ in zip(single, many, strict=True):
+        a, b = one.anvil, all_.anvil
+        ratio = b.rps / a.rps if a.rps else float("nan")
+        lines.append(
+            f"{f'c={one.concurrency}':<9}| {a.rps:>7.0f} {b.rps:>7.0f} {ratio:>6.2f} "
+            f"| {a.ms(0.5):>6.2f} {b.ms(0.5):>6.2f} | {a.ms(0.95):>6.2f} {b.ms(0.95):>6.2f} "
+            f"| {a.ms(0.99):>6.2f} {b.ms(0.99):>6.2f} "
+            f"| {a.cpu_ms('anvil'):>12.2f} {b.cpu_ms('anvil'):>6.2f}"
+        )
+    return "\n".join(lines)
+
+
 def _pair(s: Scenario, name: str) -> str:
     return f"{s.direct.cpu_ms(name):.2f}/{s.anvil.cpu_ms(name):.2f}"
 

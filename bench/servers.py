@@ -145,11 +145,15 @@ class Anvil:
     log: Path
 
 
-def anvil_start(settings: Settings, *, loop: str, http: str, log: Path, access_log: bool) -> Anvil:
+def anvil_start(
+    settings: Settings, *, loop: str, http: str, log: Path, access_log: bool, workers: int = 1
+) -> Anvil:
+    """Anvil under uvicorn; with ``workers`` > 1, started once every worker process has
+    finished its startup (each logs it), not only the first to answer."""
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "portal.asgi:application",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--loop", loop, "--http", http,
     ]  # fmt: skip
     if not access_log:
@@ -165,7 +169,30 @@ def anvil_start(settings: Settings, *, loop: str, http: str, log: Path, access_l
     anvil = Anvil(process=process, port=port, log=log)
     deadline = time.monotonic() + 30
     _wait_for(f"http://127.0.0.1:{port}/api/health", process, log=log, deadline=deadline)
+    if workers > 1:
+        deadline = time.monotonic() + 60
+        while log.read_bytes().count(b"Application startup complete.") < workers:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Anvil's {workers} workers did not start:\n{log.read_text()}")
+            time.sleep(0.05)
     return anvil
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (uvicorn's workers are its children)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                parents[int(entry)] = int(file.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    tree = [pid]
+    for member in tree:
+        tree += [child for child, parent in parents.items() if parent == member]
+    return tree
 
 
 def python_start(settings: Settings, *args: str, log: Path) -> subprocess.Popen:
