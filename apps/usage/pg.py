@@ -324,7 +324,10 @@ async def _settle_all(items: list[tuple[Hold, ledger.Usage]]) -> dict[int, Ledge
     rows = await _fetch(SETTLE, [*columns, now], many=True)
     entries = {}
     for hold_id, entry_id in rows:
-        entries[hold_id] = LedgerEntry(**{**fields[hold_id], "created": now}, pk=entry_id)
+        entries[hold_id] = entry = LedgerEntry(**{**fields[hold_id], "created": now}, pk=entry_id)
+        if entry.capped:  # rare: found by a scan, so the common path does no more work
+            hold, usage = next(item for item in items if item[0].pk == hold_id)
+            ledger.warn_capped(hold, usage, entry)
     return entries
 
 
