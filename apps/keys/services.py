@@ -29,8 +29,12 @@ def default_expiry() -> dt.datetime:
 def _future_expiry(expires_at: dt.datetime | None) -> dt.datetime:
     if expires_at is None:
         return default_expiry()
-    if timezone.is_naive(expires_at):
-        expires_at = timezone.make_aware(expires_at)
+    try:
+        if timezone.is_naive(expires_at):
+            expires_at = timezone.make_aware(expires_at)
+        expires_at.astimezone(dt.UTC)  # one the database can store: within the calendar in UTC
+    except OverflowError:
+        raise ApplicationError("The expiration date is out of range.", param="expires_at") from None
     if expires_at <= timezone.now():
         raise ApplicationError("The expiration date must be in the future.", param="expires_at")
     return expires_at
