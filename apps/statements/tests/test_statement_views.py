@@ -134,3 +134,9 @@ def test_it_counts_capped_requests_in_the_statements_an_operator_reads(client, w
     assert [(r["model"], r["capped"]) for r in rows] == [("chat-small", "1"), ("total", "1")]
     document = download(client, world.alice, grant, "json").json()
     assert document["totals"]["capped"] == 1 and document["by_model"][0]["capped"] == 1
+
+
+@pytest.mark.parametrize("grant", [" ", "alice-grant", "0001-01-01T00:00", "\x00", "1" * 5000])
+def test_a_grant_filter_that_is_no_grant_id_is_404_not_500(client, world, closed, grant):
+    client.force_login(world.alice)
+    assert client.get(reverse("statements:list"), {"grant": grant}).status_code == 404
