@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.urls import reverse
@@ -269,7 +270,11 @@ def test_pages_with_odd_query_strings(signed_in, world, alice_key, page, query):
     form=st.sampled_from(["account_login", "account_signup"]),
     data=form_data(["login", "password", "email", "username", "password1", "password2"]),
 )
-def test_sign_in_and_sign_up_forms(client, world, form, data):
+def test_sign_in_and_sign_up_forms(client, world, settings, form, data):
+    # Failed sign-ins count toward allauth's rate limits in the cache: this test's own.
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bad"}
+    }
     before = state()
     response = client.post(reverse(form), data)
     assert_not_5xx(response)
@@ -424,3 +429,22 @@ def test_playground_chat(client, world, worker_connections_dropped, body, messag
 def _playground_key(world) -> ApiKey:
     key = ApiKey.objects.filter(owner=world.alice, name="playground").first()
     return key or api_key_create(grant=world.grant, owner=world.alice, name="playground")[0]
+
+
+@bounded
+@given(
+    ids=st.one_of(text, date_text, st.lists(text, max_size=120).map(",".join)),
+    method=st.sampled_from(["GET", "DELETE"]),
+    query=st.dictionaries(st.sampled_from(["purge", "status", "limit"]), form_value),
+)
+def test_job_lookup_and_cancel(world, jobs_secret, ids, method, query):
+    client = APIClient(HTTP_AUTHORIZATION=f"Bearer {jobs_secret}")
+    before = state()
+    safe_ids = quote(ids.replace("/", "_"), safe=",") or "_"
+    url = f"/api/v1/jobs/{safe_ids}?{urlencode(query)}"
+    response = client.generic(method, url)
+    assert_not_5xx(response)
+    if response.status_code >= 400:
+        assert state() == before
+    listed = client.get(f"/api/v1/jobs?{urlencode(query)}")
+    assert_not_5xx(listed)
