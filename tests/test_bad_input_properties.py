@@ -289,9 +289,12 @@ CREATE_FIELDS = [
 QUOTA_FIELDS = ["monthly_credits_quota", "total_credits_quota", "expires_at"]
 
 
-def assert_api_answer(response, before: dict, *, success: int) -> None:
+def assert_api_answer(response, before: dict, *, success: int, shown_by=None) -> None:
+    """``shown_by``: a client whose list of keys must still open after a success."""
     assert_not_5xx(response)
     if response.status_code == success:
+        if shown_by is not None:
+            assert_not_5xx(shown_by.get("/api/v1/api_keys"))
         return
     assert_api_error(response)
     assert state() == before
@@ -304,7 +307,7 @@ def test_api_key_create(api, world, body, grant):
         body["grant_id"] = str(world.grant.public_id) if grant == "own" else "alice-grant"
     before = state()
     response = post_json(api, "/api/v1/api_keys/create", body)
-    assert_api_answer(response, before, success=201)
+    assert_api_answer(response, before, success=201, shown_by=api)
 
 
 @bounded
