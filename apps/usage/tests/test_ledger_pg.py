@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from apps.core.logs import RequestFields, begin_request, end_request
 from apps.keys.models import ApiKey
 from apps.limits.services import member_limit_set
 from apps.usage import ledger, pg
@@ -100,10 +101,14 @@ def test_a_batch_of_settlements_logs_one_warning_per_capped_row(world, caplog, m
                  for _ in range(4)]  # fmt: skip
         usages = [ledger.Usage(10, 5), ledger.Usage(5000, 5000), ledger.Usage(10, 5),
                   ledger.Usage(9000, 1)]  # fmt: skip
-        settling = [ledger.asettle(h, u) for h, u in zip(holds, usages, strict=True)]
+        serving = begin_request({"type": "http", "headers": [(b"x-request-id", b"request-a")]})
+        settling = [ledger.asettle(holds[0], usages[0])]  # request A's, not capped: it writes
+        end_request(serving)
+        settling += [ledger.asettle(h, u) for h, u in zip(holds[1:], usages[1:], strict=True)]
         settling.append(ledger.asettle(holds[1], ledger.Usage(5000, 5000)))  # again
         return holds, await asyncio.gather(*settling)
 
+    caplog.handler.addFilter(RequestFields())  # as the console's handler (settings.LOGGING)
     with caplog.at_level(logging.WARNING, logger="apps.usage.capped"):
         holds, entries = asyncio.run(together())
     assert batches[0] == 4  # (the same hold twice goes once)
@@ -111,6 +116,8 @@ def test_a_batch_of_settlements_logs_one_warning_per_capped_row(world, caplog, m
     warnings = [r for r in caplog.records if r.name == "apps.usage.capped"]
     assert sorted(r.hold_id for r in warnings) == [holds[1].pk, holds[3].pk]
     assert all(r.levelname == "WARNING" for r in warnings)
+    # Written by request A's task, yet no line is put down to request A.
+    assert [getattr(r, "request_id", None) for r in warnings] == [None, None]
     assert LedgerEntry.objects.filter(capped=True).count() == 2
 
 
