@@ -20,6 +20,9 @@ from apps.keys.tokens import secret_generate
 from apps.teams.models import Membership
 
 SECRET_ATTEMPTS = 3
+# Expiries end before the calendar does, so that every time zone and offset can show them (the
+# database stores up to 9999-12-31 in UTC; a local time past it can not be shown: a 500).
+LATEST_EXPIRY = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 def default_expiry() -> dt.datetime:
@@ -29,8 +32,17 @@ def default_expiry() -> dt.datetime:
 def _future_expiry(expires_at: dt.datetime | None) -> dt.datetime:
     if expires_at is None:
         return default_expiry()
-    if timezone.is_naive(expires_at):
-        expires_at = timezone.make_aware(expires_at)
+    try:
+        if timezone.is_naive(expires_at):
+            expires_at = timezone.make_aware(expires_at)
+        in_range = expires_at < LATEST_EXPIRY  # (compared in UTC: may overflow)
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ApplicationError(
+            "The expiration date is out of range: it must be before 9999-01-01.",
+            param="expires_at",
+        )
     if expires_at <= timezone.now():
         raise ApplicationError("The expiration date must be in the future.", param="expires_at")
     return expires_at

@@ -7,7 +7,7 @@ from apps.statements.models import Statement, StatementLine
 
 class LineInline(admin.TabularInline):
     model = StatementLine
-    fields = ("model_name", "requests", "prompt_tokens", "completion_tokens", "credits")
+    fields = ("model_name", "requests", "prompt_tokens", "completion_tokens", "credits", "capped")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -20,7 +20,7 @@ class LineInline(admin.TabularInline):
 class StatementAdmin(admin.ModelAdmin):
     """Closed statements, read-only: they are written once by the month's closing."""
 
-    list_display = ("period", "grant", "kind", "user", "api_key", "requests", "credits")
+    list_display = ("period", "grant", "kind", "user", "api_key", "requests", "credits", "capped")
     list_filter = ("period", "kind")
     search_fields = ("grant__identifier", "user__username", "api_key__name")
     inlines = [LineInline]

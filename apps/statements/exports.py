@@ -12,7 +12,7 @@ from apps.statements.models import Statement, StatementLine
 
 CSV_COLUMNS = [
     "period", "grant", "statement", "member", "key", "model",
-    "requests", "prompt_tokens", "completion_tokens", "credits",
+    "requests", "prompt_tokens", "completion_tokens", "credits", "capped",
 ]  # fmt: skip
 
 
@@ -39,6 +39,7 @@ def _totals(row: Statement | StatementLine) -> dict:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "credits": credits_text(row.credits),
+        "capped": row.capped,
     }
 
 

@@ -48,6 +48,9 @@ class Totals(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     credits = models.DecimalField(**CREDIT_DIGITS, default=0)
+    capped = models.PositiveIntegerField(
+        default=0, help_text="Requests whose real cost exceeded their hold (charged the hold)."
+    )
 
     class Meta:
         abstract = True

@@ -50,6 +50,7 @@ class _Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     credits: Decimal = Decimal(0)
+    capped: int = 0
     by_model: dict[int, _Tally] = field(default_factory=dict)
 
     def add(self, row: dict, *, per_model: bool = True) -> None:
@@ -57,6 +58,7 @@ class _Tally:
         self.prompt_tokens += row["prompt_tokens"]
         self.completion_tokens += row["completion_tokens"]
         self.credits += row["credits"]
+        self.capped += row["capped"]
         if per_model:
             self.by_model.setdefault(row["model_id"], _Tally()).add(row, per_model=False)
 
@@ -66,6 +68,7 @@ class _Tally:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "credits": self.credits.quantize(CREDIT_QUANTUM),  # SQLite sums REALs
+            "capped": self.capped,
         }
 
 
@@ -99,6 +102,7 @@ def _tallies(grant: Grant, period: str) -> tuple[_Tally, dict, dict]:
             prompt_tokens=Sum("prompt_tokens"),
             completion_tokens=Sum("completion_tokens"),
             credits=Sum("credits"),
+            capped=Count("id", filter=Q(capped=True)),
         )
         .order_by()
     )

@@ -24,7 +24,12 @@ def membership_for(*, user, team) -> Membership | None:
 
 
 def grant_for_member(*, user, public_id) -> tuple[Grant, Membership]:
-    """The grant with this public id, if ``user`` is in its team; otherwise 404."""
+    """The grant with this public id, if ``user`` is in its team; otherwise 404 (also for a
+    public id that is no UUID, as a query string may bring)."""
+    try:
+        public_id = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except ValueError:
+        raise Http404("No such grant.") from None
     grant = Grant.objects.select_related("team").filter(public_id=public_id).first()
     membership = membership_for(user=user, team=grant.team) if grant else None
     if membership is None:

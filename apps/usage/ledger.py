@@ -57,6 +57,9 @@ from apps.usage.selectors import BudgetStatus, budget_status
 from lib.aio import keep
 
 logger = logging.getLogger(__name__)
+# One WARNING per ledger row marked ``capped`` (a request that cost more than its hold: a
+# billing leak an operator should look into). Key, model and amounts only, never any text.
+capped_logger = logging.getLogger("apps.usage.capped")
 
 # Long enough for the slowest streamed answer; a settle after expiry finds its hold withdrawn.
 DEFAULT_HOLD_TTL_SECONDS = 15 * 60
@@ -337,7 +340,25 @@ def settle(hold: Hold, usage: Usage) -> LedgerEntry | None:
             return None
         credits = charge(hold, usage)
         _move(hold, credits)
-        return LedgerEntry.objects.create(**_entry_fields(hold, usage, credits))
+        entry = LedgerEntry.objects.create(**_entry_fields(hold, usage, credits))
+    if entry.capped:
+        warn_capped(hold, usage, entry)
+    return entry
+
+
+def warn_capped(hold: Hold, usage: Usage, entry: LedgerEntry) -> None:
+    """Log a ``capped`` ledger row at WARNING: what was held, what the request really cost."""
+    cost = _cost(hold, usage)
+    capped_logger.warning(
+        "Capped: request of key %s on model %s cost %s credits, held %s (charged %s)",
+        hold.api_key_id, hold.model_id, cost, hold.amount, entry.credits,
+        extra={
+            "api_key_id": hold.api_key_id, "model_id": hold.model_id, "hold_id": hold.pk,
+            "hold_amount": str(hold.amount), "real_cost": str(cost),
+            "charged": str(entry.credits), "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "ledger_entry_id": entry.pk,
+        },
+    )  # fmt: skip
 
 
 def _entry_fields(hold: Hold, usage: Usage, credits: Decimal) -> dict:

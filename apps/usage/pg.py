@@ -19,6 +19,7 @@ always goes back to the pool idle.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import weakref
 from decimal import Decimal
@@ -324,7 +325,12 @@ async def _settle_all(items: list[tuple[Hold, ledger.Usage]]) -> dict[int, Ledge
     rows = await _fetch(SETTLE, [*columns, now], many=True)
     entries = {}
     for hold_id, entry_id in rows:
-        entries[hold_id] = LedgerEntry(**{**fields[hold_id], "created": now}, pk=entry_id)
+        entries[hold_id] = entry = LedgerEntry(**{**fields[hold_id], "created": now}, pk=entry_id)
+        if entry.capped:  # rare: found by a scan, so the common path does no more work
+            hold, usage = next(item for item in items if item[0].pk == hold_id)
+            # Outside the context of the request whose settlement started this batch's task,
+            # so the line is not put down to that request (its id, key prefix and model).
+            contextvars.Context().run(ledger.warn_capped, hold, usage, entry)
     return entries
 
 

@@ -132,6 +132,16 @@ def test_it_refuses_an_expiry_in_the_past_on_the_form(client, world):
     assert not ApiKey.objects.exists()
 
 
+@pytest.mark.parametrize("expires_at", ["9999-12-31T23:59:59-12:00", "9999-12-31T20:00-05:00"])
+def test_it_refuses_an_expiry_past_the_calendar_in_utc_on_the_form(client, world, expires_at):
+    """An offset can move a time past 9999-12-31 in UTC (the database refused it: a 500)."""
+    client.force_login(world.alice)
+    response = client.post(reverse("keys:create"), create_form(world, expires_at=expires_at))
+    assert response.status_code == 200
+    assert "out of range" in " ".join(response.context["form"].errors["expires_at"])
+    assert not ApiKey.objects.exists()
+
+
 def test_it_refuses_a_grant_of_another_team(client, world):
     client.force_login(world.charlie)
     response = client.post(reverse("keys:create"), create_form(world))

@@ -53,6 +53,25 @@ def test_it_refuses_an_expiry_in_the_past(client, world):
     assert not ManagementKey.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "expires_at",
+    ["9999-12-31T23:59:59-12:00", "9999-12-31T23:59-05:00", "9999-12-31T23:30+00:00",
+     "0001-01-01T00:00+14:00"],
+)  # fmt: skip
+def test_it_refuses_an_expiry_off_the_calendar_on_the_form(client, world, expires_at):
+    """An offset can move a time past 9999-12-31 in UTC (the database refused it: a 500), and
+    one just before it is past the calendar in local time (the list of keys could not show it:
+    a 500 on every later visit)."""
+    client.force_login(world.alice)
+    response = client.post(
+        reverse("management_keys:create"), {"name": "ci", "expires_at": expires_at}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["expires_at"]
+    assert not ManagementKey.objects.exists()
+    assert client.get(reverse("management_keys:list")).status_code == 200
+
+
 def test_it_revokes_after_confirmation(client, world, alice_management_key, run_on_commit):
     key, secret = alice_management_key
     assert management_key_authenticate(secret=secret).ok

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from apps.statements.models import Statement, StatementKind
 from apps.statements.services import statements_close
-from tests.spending import local, spend_at
+from tests.spending import hold_at, local, settle, spend_at
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +79,7 @@ def test_it_downloads_a_members_own_statement_as_json(client, world, closed):
     assert document["member"] == "bob" and document["key"]["name"] == "bob-key"
     assert document["totals"] == {
         "requests": 1, "prompt_tokens": 1000, "completion_tokens": 1000, "credits": "0.002",
+        "capped": 0,
     }  # fmt: skip
     assert document["by_model"] == [{"model": "chat-small", **document["totals"]}]
 
@@ -104,3 +105,38 @@ def test_it_links_the_statements_from_the_grant_page(client, world):
     client.force_login(world.bob)
     page = client.get(reverse("consumption:grant", args=[world.grant.public_id])).content.decode()
     assert f"{reverse('statements:list')}?grant={world.grant.public_id}" in page
+
+
+def test_it_counts_capped_requests_in_the_statements_an_operator_reads(client, world, keys):
+    """A request that cost more than its hold (charged the hold, its row ``capped``) is an
+    alarm: the statements count such requests, on the page and in both downloads."""
+    spend_at(local(2026, 10, 3, 12), key=keys["alice"], model=world.chat_model)
+    hold = hold_at(local(2026, 10, 4, 12), key=keys["bob"], model=world.chat_model)
+    assert settle(hold, prompt_tokens=5000, completion_tokens=5000).capped
+    statements_close(now=local(2026, 11, 1, 1))
+    client.force_login(world.alice)
+    page = client.get(reverse("statements:list")).content.decode()
+    assert "Capped</th>" in page
+    counts = {
+        (s.kind, s.user.username if s.user else None): s.capped
+        for s in Statement.objects.filter(period="2026-10")
+    }
+    assert counts == {
+        ("grant", None): 1, ("member", "alice"): 0, ("member", "bob"): 1,
+        ("key", "alice"): 0, ("key", "bob"): 1,
+    }  # fmt: skip
+    for statement in Statement.objects.all():
+        cell = f'data-statement="{statement.public_id}"'
+        row = page[page.index(cell) :].split("</tr>")[0]
+        assert f'data-testid="capped">{statement.capped}</td>' in row
+    grant = Statement.objects.get(kind=StatementKind.GRANT)
+    rows = list(csv.DictReader(io.StringIO(download(client, world.alice, grant, "csv").text)))
+    assert [(r["model"], r["capped"]) for r in rows] == [("chat-small", "1"), ("total", "1")]
+    document = download(client, world.alice, grant, "json").json()
+    assert document["totals"]["capped"] == 1 and document["by_model"][0]["capped"] == 1
+
+
+@pytest.mark.parametrize("grant", [" ", "alice-grant", "0001-01-01T00:00", "\x00", "1" * 5000])
+def test_a_grant_filter_that_is_no_grant_id_is_404_not_500(client, world, closed, grant):
+    client.force_login(world.alice)
+    assert client.get(reverse("statements:list"), {"grant": grant}).status_code == 404

@@ -4,6 +4,7 @@ the event loop): both ways hold, charge and refuse alike."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 
 import pytest
@@ -47,6 +48,27 @@ def test_a_cost_beyond_the_hold_is_charged_the_hold_and_capped(world, way):
     entry = settle(hold, ledger.Usage(5000, 5000))
     assert (entry.credits, entry.capped) == (hold.amount, True)
     assert LedgerEntry.objects.get().capped
+
+
+def test_each_capped_row_is_logged_once_at_warning_without_text(world, way, caplog):
+    place, settle = way.place, way.settle
+    key = make_key(world)
+    fits = place(plan_for(key, world))
+    capped = [place(plan_for(key, world, max_completion_tokens=10)) for _ in range(2)]
+    with caplog.at_level(logging.WARNING, logger="apps.usage.capped"):
+        settle(fits, ledger.Usage(1000, 500))
+        for hold in capped:
+            settle(hold, ledger.Usage(5000, 5000))
+        settle(capped[0], ledger.Usage(5000, 5000))  # ended already: no second row, no line
+    warnings = [r for r in caplog.records if r.name == "apps.usage.capped"]
+    assert [(r.levelname, r.hold_id) for r in warnings] == [("WARNING", h.pk) for h in capped]
+    real_cost = Decimal("0.01")  # 5000 * 0.5 + 5000 * 1.5 per 1M
+    for record, hold in zip(warnings, capped, strict=True):
+        message = record.getMessage()
+        assert f"key {key.pk}" in message and f"model {hold.model_id}" in message
+        assert (Decimal(record.hold_amount), Decimal(record.real_cost)) == (hold.amount, real_cost)
+        assert f"cost {record.real_cost}" in message and f"held {hold.amount}" in message
+    assert LedgerEntry.objects.filter(capped=True).count() == 2
 
 
 def test_a_withdrawn_hold_leaves_no_trace(world, way):

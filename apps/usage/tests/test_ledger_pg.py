@@ -6,6 +6,7 @@ connection in the middle of a statement (a call cancelled, a connection lost).""
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 
 import psycopg
@@ -15,6 +16,7 @@ from django.db import connection, transaction
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from apps.core.logs import RequestFields, begin_request, end_request
 from apps.keys.models import ApiKey
 from apps.limits.services import member_limit_set
 from apps.usage import ledger, pg
@@ -78,6 +80,45 @@ def test_a_hold_settled_twice_in_one_batch_is_settled_once(world):
     assert (entry.pk, entry.completion_tokens) == (LedgerEntry.objects.get().pk, 500)
     assert LedgerEntry.objects.get().completion_tokens == 500
     assert ApiKey.objects.get(pk=key.pk).credits_used == Decimal("0.00125")
+
+
+def test_a_batch_of_settlements_logs_one_warning_per_capped_row(world, caplog, monkeypatch):
+    """Settlements that finish together share one transaction (``pg._settle_all``); each of
+    its capped rows, and only those, is an alarm, and a hold settled twice in the batch (its
+    second settlement finds it ended: no row) is not logged twice."""
+    key = make_key(world)
+    batches = []
+    settle_all = pg._settle_all
+
+    async def recorded(items):
+        batches.append(len(items))
+        return await settle_all(items)
+
+    monkeypatch.setattr(pg, "_settle_all", recorded)
+
+    async def together():
+        holds = [await ledger.aplace(plan_for(key, world, max_completion_tokens=10))
+                 for _ in range(4)]  # fmt: skip
+        usages = [ledger.Usage(10, 5), ledger.Usage(5000, 5000), ledger.Usage(10, 5),
+                  ledger.Usage(9000, 1)]  # fmt: skip
+        serving = begin_request({"type": "http", "headers": [(b"x-request-id", b"request-a")]})
+        settling = [ledger.asettle(holds[0], usages[0])]  # request A's, not capped: it writes
+        end_request(serving)
+        settling += [ledger.asettle(h, u) for h, u in zip(holds[1:], usages[1:], strict=True)]
+        settling.append(ledger.asettle(holds[1], ledger.Usage(5000, 5000)))  # again
+        return holds, await asyncio.gather(*settling)
+
+    caplog.handler.addFilter(RequestFields())  # as the console's handler (settings.LOGGING)
+    with caplog.at_level(logging.WARNING, logger="apps.usage.capped"):
+        holds, entries = asyncio.run(together())
+    assert batches[0] == 4  # (the same hold twice goes once)
+    assert [e.capped for e in entries[:4]] == [False, True, False, True] and entries[4] is None
+    warnings = [r for r in caplog.records if r.name == "apps.usage.capped"]
+    assert sorted(r.hold_id for r in warnings) == [holds[1].pk, holds[3].pk]
+    assert all(r.levelname == "WARNING" for r in warnings)
+    # Written by request A's task, yet no line is put down to request A.
+    assert [getattr(r, "request_id", None) for r in warnings] == [None, None]
+    assert LedgerEntry.objects.filter(capped=True).count() == 2
 
 
 def test_holds_placed_together_go_in_batches_and_stop_exactly_at_the_limit(world, monkeypatch):
