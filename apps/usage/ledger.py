@@ -151,7 +151,13 @@ def charge(hold: Hold, usage: Usage) -> Decimal:
     budgets. A request whose real cost exceeded its hold (the backend counted more prompt
     tokens than Anvil, or generated past max_tokens) is charged the hold and its ledger row
     marked ``capped``."""
-    return min(_cost(hold, usage), _cap(hold))
+    return _charged(hold, usage)[0]
+
+
+def _charged(hold: Hold, usage: Usage) -> tuple[Decimal, bool]:
+    """``charge``, and whether the real cost was above it (the row is ``capped``)."""
+    cost, cap = _cost(hold, usage), _cap(hold)
+    return min(cost, cap), cost > cap
 
 
 def _cap(hold: Hold) -> Decimal:
@@ -338,9 +344,9 @@ def settle(hold: Hold, usage: Usage) -> LedgerEntry | None:
     with transaction.atomic():
         if not _claim(hold):
             return None
-        credits = charge(hold, usage)
-        _move(hold, credits)
-        entry = LedgerEntry.objects.create(**_entry_fields(hold, usage, credits))
+        fields = _entry_fields(hold, usage)
+        _move(hold, fields["credits"])
+        entry = LedgerEntry.objects.create(**fields)
     if entry.capped:
         warn_capped(hold, usage, entry)
     return entry
@@ -361,13 +367,15 @@ def warn_capped(hold: Hold, usage: Usage, entry: LedgerEntry) -> None:
     )  # fmt: skip
 
 
-def _entry_fields(hold: Hold, usage: Usage, credits: Decimal) -> dict:
+def _entry_fields(hold: Hold, usage: Usage) -> dict:
+    """The ledger row of ``hold`` settled for ``usage`` (its credits: ``charge``)."""
+    credits, capped = _charged(hold, usage)
     return dict(
         created=timezone.now(), api_key_id=hold.api_key_id, user_id=hold.user_id,
         grant_id=hold.grant_id, model_id=hold.model_id, period=hold.period,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         credits=credits, outcome=usage.outcome, latency_ms=usage.latency_ms,
-        estimated=usage.estimated, capped=_cost(hold, usage) > _cap(hold), hold_id=hold.pk,
+        estimated=usage.estimated, capped=capped, hold_id=hold.pk,
     )  # fmt: skip
 
 

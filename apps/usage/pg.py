@@ -42,11 +42,7 @@ logger = logging.getLogger(__name__)
 
 REFUSED = "AV429"  # anvil_place: a budget has no room; DETAIL names it
 
-PLACE = (
-    "SELECT * FROM anvil_place(%(key)s, %(grant)s, %(user)s, %(model)s, %(period)s, %(amount)s,"
-    " %(need)s, %(prompt_tokens)s, %(max_completion_tokens)s, %(prompt_price)s,"
-    " %(completion_price)s, %(created)s, %(expires_at)s, %(durable)s)"
-)
+PLACE = "SELECT * FROM anvil_place(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 SETTLE = (
     "SELECT * FROM anvil_settle(%s::bigint[], %s::numeric[], %s::integer[], %s::integer[],"
     " %s::text[], %s::integer[], %s::boolean[], %s::boolean[], %s)"
@@ -173,7 +169,7 @@ async def _place_all(batch: list) -> None:
     if len(batch) == 1:
         hold, placed = batch[0]
         try:
-            row = await _fetch(PLACE, _place_params(hold))
+            row = await _fetch(PLACE, [*_place_row(hold), settings.GATEWAY_DURABLE_HOLDS])
         except Error as exc:
             if exc.sqlstate == REFUSED:
                 _resolve(placed, Limit(exc.diag.message_detail))
@@ -205,19 +201,12 @@ def _placed(hold: Hold, row) -> None:
 
 
 def _place_row(hold: Hold) -> tuple:
+    """``anvil_place``'s arguments for ``hold``, but the last (durable)."""
     return (
         hold.api_key_id, hold.grant_id, hold.user_id, hold.model_id, hold.period, hold.amount,
         max(hold.amount, ledger.CREDIT_QUANTUM), hold.prompt_tokens, hold.max_completion_tokens,
         hold.prompt_price, hold.completion_price, hold.created, hold.expires_at,
     )  # fmt: skip
-
-
-def _place_params(hold: Hold) -> dict:
-    names = ("key", "grant", "user", "model", "period", "amount", "need", "prompt_tokens",
-             "max_completion_tokens", "prompt_price", "completion_price", "created",
-             "expires_at")  # fmt: skip
-    return {**dict(zip(names, _place_row(hold), strict=True)),
-            "durable": settings.GATEWAY_DURABLE_HOLDS}  # fmt: skip
 
 
 async def status(hold: Hold) -> BudgetStatus:
@@ -313,21 +302,20 @@ def _resolve(settled: asyncio.Future, result=None, *, exception: BaseException |
 async def _settle_all(items: list[tuple[Hold, ledger.Usage]]) -> dict[int, LedgerEntry]:
     now = timezone.now()
     columns: list[list] = [[] for _ in range(8)]
-    fields = {}
+    asked = {}
     for hold, usage in items:
-        credits = ledger.charge(hold, usage)
-        entry = ledger._entry_fields(hold, usage, credits)
-        fields[hold.pk] = entry
-        values = (hold.pk, credits, usage.prompt_tokens, usage.completion_tokens,
-                  usage.outcome, usage.latency_ms, usage.estimated, entry["capped"])  # fmt: skip
+        fields = ledger._entry_fields(hold, usage)
+        asked[hold.pk] = (hold, usage, fields)
+        values = (hold.pk, fields["credits"], usage.prompt_tokens, usage.completion_tokens,
+                  usage.outcome, usage.latency_ms, usage.estimated, fields["capped"])  # fmt: skip
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     rows = await _fetch(SETTLE, [*columns, now], many=True)
     entries = {}
     for hold_id, entry_id in rows:
-        entries[hold_id] = entry = LedgerEntry(**{**fields[hold_id], "created": now}, pk=entry_id)
-        if entry.capped:  # rare: found by a scan, so the common path does no more work
-            hold, usage = next(item for item in items if item[0].pk == hold_id)
+        hold, usage, fields = asked[hold_id]
+        entries[hold_id] = entry = LedgerEntry(**{**fields, "created": now}, pk=entry_id)
+        if entry.capped:
             # Outside the context of the request whose settlement started this batch's task,
             # so the line is not put down to that request (its id, key prefix and model).
             contextvars.Context().run(ledger.warn_capped, hold, usage, entry)

@@ -165,7 +165,7 @@ def test_a_hold_commits_without_waiting_for_the_disk_unless_durable_holds(world,
         cursor.execute("SHOW synchronous_commit")
         server_setting = cursor.fetchone()[0]
         with transaction.atomic():
-            cursor.execute(pg.PLACE, pg._place_params(hold))
+            cursor.execute(pg.PLACE, [*pg._place_row(hold), durable])
             assert cursor.fetchone()[0] > 0  # the hold's id
             cursor.execute("SHOW synchronous_commit")
             during = cursor.fetchone()[0]
