@@ -152,6 +152,8 @@ def stream_lines(c: Comparison, *, streams: int, tokens: int, anvil_cpu_ms: floa
             "one at a time, direct and Anvil alternating (p50):",
             f"  time to first token  direct {ms(c.ttft_direct)}   Anvil {ms(c.ttft_anvil)}   "
             f"adds {ms(c.ttft_anvil - c.ttft_direct)}",
+            f"    its spread, p25 / p75: direct {_spread(c.ttfts_direct)}   "
+            f"Anvil {_spread(c.ttfts_anvil)}",
             f"  total time           direct {ms(c.total_direct)}   Anvil {ms(c.total_anvil)}   "
             f"adds {ms(c.total_anvil - c.total_direct)}",
             f"  SSE data events per stream: direct {sorted(c.events_direct)}, "
@@ -166,6 +168,10 @@ def stream_lines(c: Comparison, *, streams: int, tokens: int, anvil_cpu_ms: floa
             f"  Anvil CPU per stream: {anvil_cpu_ms:.2f} ms",
         ]
     )
+
+
+def _spread(values: list[float]) -> str:
+    return f"{1000 * _q(values, 0.25):.2f} / {1000 * _q(values, 0.75):.2f} ms"
 
 
 def _q(values: list[float], q: float) -> float:

@@ -59,6 +59,8 @@ def merged(parsed: Parsed, tokens: int) -> int:
 class Comparison:
     ttft_direct: float
     ttft_anvil: float
+    ttfts_direct: list[float]  # every stream's, for the spread
+    ttfts_anvil: list[float]
     total_direct: float
     total_anvil: float
     events_direct: set[int]
@@ -94,6 +96,8 @@ def compare(direct: list[Parsed], anvil: list[Parsed], *, tokens: int) -> Compar
     return Comparison(
         ttft_direct=statistics.median(run.ttft for run in direct),
         ttft_anvil=statistics.median(run.ttft for run in anvil),
+        ttfts_direct=[run.ttft for run in direct],
+        ttfts_anvil=[run.ttft for run in anvil],
         total_direct=statistics.median(run.total for run in direct),
         total_anvil=statistics.median(run.total for run in anvil),
         events_direct={run.data_events for run in direct},
