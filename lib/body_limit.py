@@ -9,7 +9,8 @@ without calling the application, so nothing of its body is read. A body without 
 anything it still sends is dropped. Either way the answer says ``Connection: close``, so the
 server closes the connection instead of reading what is left of the body.
 
-``too_large(scope, limit)`` gives the 413's (content type, body).
+``too_large(scope, limit)`` gives the 413's (content type, body); by default ``plain_too_large``,
+a line of text.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def declared_length(scope: dict) -> int | None:
     return None
 
 
-def _plain(scope: dict, limit: int) -> tuple[bytes, bytes]:
+def plain_too_large(scope: dict, limit: int) -> tuple[bytes, bytes]:
     return b"text/plain; charset=utf-8", b"Request body too large (at most %d bytes).\n" % limit
 
 
@@ -42,7 +43,7 @@ class BodyLimit:
         app: App,
         *,
         limit: Callable[[dict], int | None],
-        too_large: Callable[[dict, int], tuple[bytes, bytes]] = _plain,
+        too_large: Callable[[dict, int], tuple[bytes, bytes]] = plain_too_large,
     ) -> None:
         self.app = app
         self.limit = limit

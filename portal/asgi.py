@@ -28,12 +28,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from apps.accounts.provider import read_at_start  # noqa: E402 (after setup)
+from apps.api.errors import error_body  # noqa: E402
 from apps.core.access_log import logging_access  # noqa: E402
 from apps.core.logs import begin_request, end_request  # noqa: E402
 from apps.gateway.handler import GatewayHandler, is_gateway_path  # noqa: E402
 from apps.gateway.request import path_info  # noqa: E402
 from apps.usage.ledger import adrain  # noqa: E402
-from lib.body_limit import BodyLimit  # noqa: E402
+from lib.body_limit import BodyLimit, plain_too_large  # noqa: E402
 from portal.probes import is_probe_path, probes  # noqa: E402
 
 gateway_application = GatewayHandler()
@@ -50,12 +51,11 @@ def body_limit(scope) -> int:
 
 def too_large(scope, limit: int) -> tuple[bytes, bytes]:
     """The 413's body: the API's error shape under /api/, a line of text elsewhere."""
+    if not path_info(scope).startswith("/api/"):
+        return plain_too_large(scope, limit)
     message = f"Request body too large (at most {limit} bytes)."
-    if path_info(scope).startswith("/api/"):
-        error = {"message": message, "type": "invalid_request_error", "param": None}
-        body = json.dumps({"error": {**error, "code": "request_too_large"}}).encode()
-        return b"application/json", body
-    return b"text/plain; charset=utf-8", message.encode() + b"\n"
+    body = error_body(status=413, message=message, code="request_too_large")
+    return b"application/json", json.dumps(body).encode()
 
 
 bounded_application = BodyLimit(django_application, limit=body_limit, too_large=too_large)

@@ -253,9 +253,7 @@ _loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _batches(write) -> _Batches:
     """This loop's batches written by ``write``."""
-    mine = _loops.get(asyncio.get_running_loop())
-    if mine is None:
-        mine = _loops[asyncio.get_running_loop()] = {}
+    mine = _loops.setdefault(asyncio.get_running_loop(), {})
     batches = mine.get(write)
     if batches is None:
         batches = mine[write] = _Batches(write)
