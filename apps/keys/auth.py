@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.core.calendar import local_today
 from apps.keys.cache import (
     API_KIND,
     MANAGEMENT_KIND,
@@ -145,7 +146,7 @@ def _judge_standing(kind: KeyKind, key) -> AuthResult:
     if not key.owner.is_active:  # not revoked: the keys work again once the owner is reactivated
         return _refuse(kind, Refusal.OWNER_INACTIVE)
     if kind.has_grant:
-        return _judge_grant(key, today=timezone.localdate(now))
+        return _judge_grant(key, today=local_today(now))
     return AuthResult(key=key)
 
 
