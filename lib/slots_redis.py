@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import uuid
@@ -209,6 +210,13 @@ class _LoopState:
         self.ready = False
         self.background: set[asyncio.Task] = set()
         self.tasks = [asyncio.ensure_future(self._listen()), asyncio.ensure_future(self._beat())]
+        # Tokens are unique across processes and never reused: a random prefix of this loop's
+        # own, then a count (no random draw, a system call here, per acquire).
+        self._token_prefix = uuid.uuid4().hex
+        self._token_count = itertools.count()
+
+    def new_token(self) -> str:
+        return f"{self._token_prefix}-{next(self._token_count)}"
 
     async def run(self, script: str, model: str, *args: object) -> list[int]:
         keys = self.owner.keys(model)
@@ -333,7 +341,7 @@ class RedisSlots:
         self, *, model: str, grant: str, max_concurrency: int, queue_size: int
     ) -> _Ticket:
         state = await self._state()
-        token = uuid.uuid4().hex
+        token = state.new_token()
         future = asyncio.get_running_loop().create_future()
         state.waiters[token] = future
         call = asyncio.ensure_future(
