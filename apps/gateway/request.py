@@ -26,6 +26,10 @@ def path_info(scope: dict) -> str:
     return scope["path"].removeprefix(script_name) if script_name else scope["path"]
 
 
+# Host header → (ALLOWED_HOSTS, DEBUG) it was accepted under.
+_accepted_hosts: dict[str, tuple[list, bool]] = {}
+
+
 class GatewayRequest:
     def __init__(self, scope: dict, body: bytes) -> None:
         self.scope = scope
@@ -52,9 +56,18 @@ class GatewayRequest:
         self._position = min(end, len(self._body))
         return self._body[start:end]
 
-    # Django's own check of the host (ALLOWED_HOSTS, DEBUG's localhost variants,
-    # DisallowedHost and its message), fed by _get_raw_host below.
-    get_host = HttpRequest.get_host
+    def get_host(self) -> str:
+        """Django's own check of the host (``HttpRequest.get_host``: ALLOWED_HOSTS, DEBUG's
+        localhost variants, DisallowedHost and its message), fed by ``_get_raw_host`` below. A
+        host it accepted is remembered while ALLOWED_HOSTS and DEBUG stay as they were."""
+        host = self._get_raw_host()
+        if _accepted_hosts.get(host) == (settings.ALLOWED_HOSTS, settings.DEBUG):
+            return host
+        HttpRequest.get_host(self)  # DisallowedHost, or the host accepted
+        if len(_accepted_hosts) >= 1024:  # hosts a wildcard pattern lets through
+            _accepted_hosts.clear()
+        _accepted_hosts[host] = (settings.ALLOWED_HOSTS, settings.DEBUG)
+        return host
 
     def _get_raw_host(self) -> str:
         headers = self.headers

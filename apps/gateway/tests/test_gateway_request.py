@@ -86,6 +86,20 @@ def test_it_checks_the_host_against_allowed_hosts(settings):
         refused.get_host()
 
 
+def test_a_host_accepted_once_is_refused_once_allowed_hosts_drops_it(settings):
+    """The gateway remembers the hosts it accepted; an operator's new ALLOWED_HOSTS (or DEBUG)
+    still decides the next request."""
+    settings.ALLOWED_HOSTS = ["anvil.example.org", "old.example.org"]
+    headers = [(b"host", b"old.example.org")]
+    assert GatewayRequest(scope(headers), b"").get_host() == "old.example.org"
+    settings.ALLOWED_HOSTS = ["anvil.example.org"]
+    with pytest.raises(DisallowedHost, match=r"old\.example\.org"):
+        GatewayRequest(scope(headers), b"").get_host()
+    settings.ALLOWED_HOSTS, settings.DEBUG = [], True  # DEBUG's localhost variants only
+    with pytest.raises(DisallowedHost):
+        GatewayRequest(scope(headers), b"").get_host()
+
+
 def test_it_takes_the_forwarded_host_only_when_told_to(settings):
     settings.ALLOWED_HOSTS = ["anvil.example.org"]
     headers = [(b"host", b"anvil.example.org"), (b"x-forwarded-host", b"evil.example")]
