@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from apps.core.exceptions import ApplicationError
-from apps.gateway.catalog import ENDPOINT_KINDS, CatalogSnapshot, ServedModel
+from apps.gateway.catalog import ENDPOINT_KINDS, KIND_NAMES, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
@@ -324,7 +324,8 @@ def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: s
     if model.kind not in ENDPOINT_KINDS[endpoint]:
         raise GatewayError(
             400,
-            f"The model '{name}' is a {model.kind} model and can not serve this endpoint.",
+            f"The model '{name}' is {KIND_NAMES.get(model.kind, 'a ' + model.kind)} model and "
+            "can not serve this endpoint.",
             code="wrong_model_kind",
             param="model",
         )
@@ -334,17 +335,19 @@ def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: s
 def completion_budget(
     *, model: ServedModel, prompt: PromptSize, max_tokens: int | None, endpoint: str
 ) -> int:
-    """Completion tokens the request may produce; 400 when it can not fit the context."""
+    """Completion tokens the request may produce; 400 when it can not fit the context, in the
+    words of OpenAI and vLLM, which clients (litellm, LangChain) recognise as a context overflow."""
     if endpoint == "embeddings":
         return 0
     room = model.context_window - prompt.estimate
     if room < 1 or (max_tokens is not None and max_tokens > room):
         asked = max_tokens if max_tokens is not None else 1
+        part = "prompt" if endpoint == "completions" else "messages"
         raise GatewayError(
             400,
-            f"This model's context window is {model.context_window} tokens; the prompt takes "
-            f"about {prompt.estimate} and max_tokens asks for {asked} "
-            f"({prompt.estimate + asked} in all).",
+            f"This model's maximum context length is {model.context_window} tokens. However, "
+            f"you requested {prompt.estimate + asked} tokens ({prompt.estimate} in the {part}, "
+            f"{asked} in the completion). Please reduce the length of the {part} or completion.",
             code="context_length_exceeded",
             param="max_tokens" if max_tokens is not None and room >= 1 else "messages",
         )

@@ -108,6 +108,12 @@ for sender in (CatalogModel, Backend, Grant):
     post_delete.connect(forget_catalog, sender=sender, dispatch_uid=f"gateway-{sender.__name__}-d")
 m2m_changed.connect(forget_catalog, sender=Grant.allowed_models.through, dispatch_uid="gateway-m2m")
 
+# How a refusal names a model's kind.
+KIND_NAMES = {
+    Kind.CHAT: "a chat",
+    Kind.EMBEDDING: "an embedding",
+    Kind.VLM: "a vision-language",
+}
 ENDPOINT_KINDS = {
     "chat": {Kind.CHAT, Kind.VLM},
     "completions": {Kind.CHAT},

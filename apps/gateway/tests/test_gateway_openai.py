@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from decimal import Decimal
 
@@ -190,6 +191,13 @@ def test_it_refuses_the_wrong_kind_of_model(gateway):
     with pytest.raises(openai.BadRequestError) as info:
         gateway.client().embeddings.create(model="chat-small", input="x")
     assert info.value.body["code"] == "wrong_model_kind"
+    assert "'chat-small' is a chat model" in info.value.message
+
+
+def test_it_names_an_embedding_model_with_its_article(gateway):
+    with pytest.raises(openai.BadRequestError) as info:
+        gateway.client().chat.completions.create(model="embed-small", messages=HELLO)
+    assert "'embed-small' is an embedding model" in info.value.message
 
 
 def test_it_refuses_a_request_larger_than_the_context_window(gateway):
@@ -198,6 +206,21 @@ def test_it_refuses_a_request_larger_than_the_context_window(gateway):
             model="chat-small", messages=HELLO, max_tokens=9000
         )
     assert "8192" in info.value.message and "9000" in info.value.message
+    assert info.value.body["code"] == "context_length_exceeded"
+    # OpenAI's and vLLM's wording, which litellm and LangChain recognise as a context overflow
+    assert re.fullmatch(
+        r"This model's maximum context length is 8192 tokens\. However, you requested "
+        r"(\d+) tokens \((\d+) in the messages, 9000 in the completion\)\. Please reduce the "
+        r"length of the messages or completion\.",
+        info.value.body["message"],
+    )
+
+
+def test_a_completion_too_long_for_the_context_names_the_prompt(gateway):
+    with pytest.raises(openai.BadRequestError) as info:
+        gateway.client().completions.create(model="chat-small", prompt="Hello", max_tokens=9000)
+    assert info.value.body["code"] == "context_length_exceeded"
+    assert "in the prompt, 9000 in the completion)" in info.value.body["message"]
 
 
 def test_it_refuses_when_the_credits_run_out(gateway):
