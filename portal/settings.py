@@ -365,6 +365,8 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, mini
 # Seconds to connect to a backend, and at most between two bytes of its answer.
 GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
 GATEWAY_READ_TIMEOUT = env_int("GATEWAY_READ_TIMEOUT", 300, minimum=1)
+# Retry-After (seconds) of a backend's 429 or 503 passed on without one of its own.
+GATEWAY_BACKEND_RETRY_AFTER = env_int("GATEWAY_BACKEND_RETRY_AFTER", 5, minimum=1)
 # Longest a request may take in all (a stream is cut there); its credit hold lives 2 min longer.
 GATEWAY_REQUEST_MAX_SECONDS = env_int("GATEWAY_REQUEST_MAX_SECONDS", 1800, minimum=10)
 # Pooled connections to all backends together, per process.

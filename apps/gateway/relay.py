@@ -33,6 +33,19 @@ def backend_failure(exc: Exception | None, status: int | None = None) -> Gateway
     return GatewayError(502, f"The model's backend failed ({detail}).", code="backend_error")
 
 
+def backend_busy(status: int, retry_after: str | None) -> GatewayError:
+    """The backend said it is too busy (429) or unavailable (503) for now."""
+    if not (retry_after and retry_after.isdigit() and len(retry_after) <= 5):  # seconds only
+        retry_after = str(settings.GATEWAY_BACKEND_RETRY_AFTER)
+    busy = "is receiving too many requests" if status == 429 else "is unavailable for now"
+    return GatewayError(
+        status,
+        f"The model's backend {busy}; nothing was charged. Retry in {retry_after} s.",
+        code="backend_rate_limited" if status == 429 else "backend_unavailable",
+        headers={"Retry-After": retry_after},
+    )
+
+
 def stream_failure(outcome: str) -> GatewayError:
     if outcome == Outcome.BACKEND_TIMEOUT:
         return GatewayError(504, "The model's backend stopped answering.", code="backend_timeout")
@@ -64,10 +77,13 @@ async def _open(admission: Admission, path: str, body: dict) -> BackendResponse:
 
 
 async def _error_from_backend(response: BackendResponse) -> GatewayError:
-    """A backend's refusal: its 4xx means the request was bad (400, message passed on);
-    anything else is the backend's failure (502)."""
+    """A backend's refusal: too busy (429, 503: the same status, with its Retry-After or
+    GATEWAY_BACKEND_RETRY_AFTER, so clients back off); its other 4xx means the request was bad
+    (400, message passed on); anything else is the backend's failure (502)."""
     content = await response.read()
     status = response.status
+    if status in (429, 503):
+        return backend_busy(status, response.headers.get("retry-after"))
     if 400 <= status < 500 and status not in (401, 403, 429):
         try:
             message = json.loads(content)["error"]["message"]

@@ -39,6 +39,33 @@ def test_it_answers_502_and_charges_nothing_when_the_backend_fails(gateway):
     assert entry.credits == 0 and entry.outcome == "backend_error"
 
 
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "retry_after"),
+    [
+        ("error-429", 429, "backend_rate_limited", "1"),  # the backend's own Retry-After
+        ("error-503", 503, "backend_unavailable", "7"),  # none sent: the setting
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_busy_backend_s_status_reaches_the_client_with_retry_after_and_no_charge(
+    gateway, settings, fault, status, code, retry_after, stream
+):
+    settings.GATEWAY_BACKEND_RETRY_AFTER = 7
+    gateway.add_model("busy", upstream=f"chat-small@fault={fault}")
+    with pytest.raises(openai.APIStatusError) as info:
+        answer = gateway.client().chat.completions.create(
+            model="busy", messages=HELLO, stream=stream
+        )
+        if stream:
+            list(answer)
+    assert info.value.status_code == status
+    assert info.value.response.headers["retry-after"] == retry_after
+    assert info.value.body["code"] == code
+    grant = assert_nothing_held(gateway)
+    assert grant.credits_used == 0
+    assert LedgerEntry.objects.get().credits == 0
+
+
 def test_it_answers_502_for_a_stream_refused_before_the_first_token(gateway):
     gateway.add_model("broken", upstream="chat-small@fault=error-500")
     with pytest.raises(openai.APIStatusError) as info:
