@@ -16,7 +16,7 @@ admin.site.login = secure_admin_login(admin.site.login)
 
 handler400 = "apps.core.views.bad_request"
 handler403 = "apps.core.views.permission_denied"
-handler404 = "apps.core.views.page_not_found"
+handler404 = "apps.api.views.not_found"  # JSON under /api/, the portal's page elsewhere
 handler500 = "apps.core.views.server_error"
 
 urlpatterns = [

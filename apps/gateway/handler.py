@@ -70,6 +70,9 @@ GATEWAY_PATHS = frozenset(
 )
 
 
+# GET /api/v1/models/<model>: the model's name may hold slashes ("org/model").
+MODEL_PREFIX = "/api/v1/models/"
+
 _VIEWS: dict[str, object] | None = None
 
 
@@ -89,9 +92,24 @@ def _views() -> dict[str, object]:
     return _VIEWS
 
 
+def _view_for(path: str):
+    """The gateway's view for ``path`` (a trailing slash accepted) and its keyword arguments,
+    or None."""
+    views = _views()
+    if path.endswith("/") and path[:-1] in views:
+        path = path[:-1]
+    view = views.get(path)
+    if view is not None:
+        return view, {}
+    if path.startswith(MODEL_PREFIX) and path.strip("/") != MODEL_PREFIX.strip("/"):
+        match = get_resolver().resolve(path.rstrip("/"))
+        return match.func, match.kwargs
+    return None
+
+
 def is_gateway_path(scope: dict) -> bool:
     """A gateway URL the URLconf has (any other goes to Django's handler)."""
-    return scope["type"] == "http" and path_info(scope) in _views()
+    return scope["type"] == "http" and _view_for(path_info(scope)) is not None
 
 
 class GatewayHandler(ASGIHandler):
@@ -131,10 +149,11 @@ class GatewayHandler(ASGIHandler):
         convert_exception_to_response), an error is logged as Django logs it."""
         try:
             request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware did (DisallowedHost → 400)
-            view = _views().get(request.path_info)
-            if view is None:
+            found = _view_for(request.path_info)
+            if found is None:
                 raise Resolver404({"path": request.path_info})
-            response = await view(request)
+            view, kwargs = found
+            response = await view(request, **kwargs)
             self.check_response(response, view)
         except Exception as exc:
             set_script_prefix(get_script_prefix(request.scope))  # for the error page's URLs

@@ -224,6 +224,36 @@ async def model_list(request):
 
 
 @allow_only("GET")
+async def model_retrieve(request, model: str):
+    """One model the key's grant may use, in OpenAI's shape with Anvil's fields; 404 for any
+    other name (a model of another grant is not told apart from an unknown one)."""
+    key, error = await _key_or_error(request)
+    if error:
+        return error
+    catalog = await current_catalog()
+    found = catalog.models.get(model)
+    if found is None or found.id not in catalog.allowed_for(key.grant_id):
+        return GatewayError(
+            404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
+        ).response()
+    return JsonResponse(
+        {
+            "id": found.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "anvil",
+            "kind": found.kind,
+            "status": "active" if found.available else "inactive",
+            "context_window": found.context_window,
+            "prompt_price": str(found.prompt_price.normalize()),
+            "completion_price": str(found.completion_price.normalize()),
+            "price_unit": "credits per 1M tokens",
+            "tags": list(found.tags),
+        }
+    )
+
+
+@allow_only("GET")
 async def model_list_plgrid(request):
     key, error = await _key_or_error(request)
     if error:
