@@ -76,6 +76,7 @@ Headers (they win), or a suffix on the model name for gateways that do not forwa
 - ``X-Dev-Fault: stall-after:N``: a stream sends its role chunk and N token chunks, then
   nothing until the client goes away; a non-stream request never gets a response.
 - ``X-Dev-Fault: no-usage``: no usage anywhere (no usage chunk, no ``usage`` key).
+- ``X-Dev-Fault: floats-only``: embeddings are floats whatever ``encoding_format`` asks.
 - ``X-Dev-Latency-Ms: N``: wait N ms before the first byte (default ``--latency-ms``).
 - ``X-Dev-Tokens-Per-Second: N``: token i (from 1) is ready N⁻¹·i seconds after the first
   byte; a non-stream response waits for its last token (default ``--tokens-per-second``).

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from devbackend.wire import BadRequest
 
 FAULT_RE = re.compile(
-    r"^(?:error-(?P<status>[45]\d\d)|(?P<kind>drop|stall)-after:(?P<n>\d+)|no-usage)$"
+    r"^(?:error-(?P<status>[45]\d\d)|(?P<kind>drop|stall)-after:(?P<n>\d+)|(?P<flag>no-usage|floats-only))$"
 )
 SUFFIX_KEYS = {"fault": "fault", "latency-ms": "latency_ms", "tokens-per-second": "tps"}
 HEADER_KEYS = {
@@ -21,7 +21,7 @@ HEADER_KEYS = {
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "error", "drop", "stall" or "no-usage"
+    kind: str  # "error", "drop", "stall", "no-usage" or "floats-only"
     status: int = 0
     after: int = 0
 
@@ -36,6 +36,11 @@ class Plan:
     def reports_usage(self) -> bool:
         return self.fault is None or self.fault.kind != "no-usage"
 
+    @property
+    def floats_only(self) -> bool:
+        """Embeddings come as floats whatever ``encoding_format`` asks (as some servers do)."""
+        return self.fault is not None and self.fault.kind == "floats-only"
+
     def cut_after(self, kind: str) -> int | None:
         """Token count after which a drop/stall fault of ``kind`` strikes, else None."""
         if self.fault is not None and self.fault.kind == kind:
@@ -48,13 +53,13 @@ def fault_parse(*, text: str) -> Fault:
     if match is None:
         raise BadRequest(
             f"Unknown dev fault {text!r}: use error-<status>, drop-after:N, stall-after:N "
-            "or no-usage."
+            "no-usage or floats-only."
         )
     if match["status"]:
         return Fault(kind="error", status=int(match["status"]))
     if match["kind"]:
         return Fault(kind=match["kind"], after=int(match["n"]))
-    return Fault(kind="no-usage")
+    return Fault(kind=match["flag"])
 
 
 def _number(*, name: str, text: str) -> float:

@@ -128,7 +128,7 @@ class DevBackend:
                 model=model,
                 inputs=inputs,
                 dimensions=dimensions,
-                encoding=encoding,
+                encoding="float" if plan.floats_only else encoding,
                 with_usage=plan.reports_usage,
             )
 

@@ -10,8 +10,10 @@ on whatever exit, so nothing here ends a hold.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
+import struct
 import time
 from contextlib import aclosing
 
@@ -217,6 +219,16 @@ def _relay_chunk(tally, data: bytes, client_wants_usage: bool) -> bool:
             tally.chunks += 1
         return True
     return client_wants_usage or not chunk.get("usage")
+
+
+def embeddings_as_base64(payload: dict) -> None:
+    """Embeddings the backend returned as floats although the client asked for base64 (some
+    servers ignore ``encoding_format``), in OpenAI's base64: little-endian float32 bytes."""
+    for item in payload.get("data") or []:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list) and all(type(x) in (float, int) for x in vector):
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            item["embedding"] = base64.b64encode(packed).decode("ascii")
 
 
 def completion_estimate(payload: dict) -> int:

@@ -106,6 +106,8 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
         async with admitting as admission:
             upstream = upstream_body(parsed.body, admission, stream=False)
             payload = await relay.forward(admission, parsed.endpoint.path, upstream)
+        if parsed.endpoint is EMBEDDINGS and parsed.body.get("encoding_format") == "base64":
+            relay.embeddings_as_base64(payload)
         answer = JsonResponse(payload)
         for name, value in admission.headers().items():
             answer[name] = value

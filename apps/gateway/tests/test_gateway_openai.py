@@ -194,6 +194,21 @@ def test_it_refuses_the_wrong_kind_of_model(gateway):
     assert "'chat-small' is a chat model" in info.value.message
 
 
+def test_it_answers_base64_when_the_backend_sent_floats(gateway):
+    gateway.add_model("floats-only", upstream="embed-small@fault=floats-only", kind="embedding")
+    client = gateway.client()
+    floats = client.embeddings.create(model="floats-only", input="a", encoding_format="float")
+    raw = httpx.post(
+        f"{gateway.url}/embeddings",
+        timeout=10,
+        headers={"Authorization": f"Bearer {gateway.secret}"},
+        json={"model": "floats-only", "input": "a", "encoding_format": "base64"},
+    ).json()
+    assert isinstance(raw["data"][0]["embedding"], str)
+    packed = base64.b64decode(raw["data"][0]["embedding"])
+    assert list(struct.unpack(f"<{len(packed) // 4}f", packed)) == floats.data[0].embedding
+
+
 def test_it_names_an_embedding_model_with_its_article(gateway):
     with pytest.raises(openai.BadRequestError) as info:
         gateway.client().chat.completions.create(model="embed-small", messages=HELLO)
