@@ -110,6 +110,7 @@ class Admission:
     started: float  # time.monotonic() before the hold: the request's deadline counts from here
     tally: Tally = field(default_factory=Tally)
     charged: dict | None = None  # once ended: credits_charged, remaining, limited_by
+    billed: ledger.Usage | None = None  # once ended: the usage it was settled for
     settlement: asyncio.Future | None = None  # once ended: the ledger row being written
 
     def usage(self, exc: BaseException | None) -> ledger.Usage:
@@ -132,7 +133,7 @@ class Admission:
         its budgets have left after it (the budgets its hold read, moved by this request)."""
         if self.charged is not None:
             return self.charged
-        usage = self.usage(exc)
+        usage = self.billed = self.usage(exc)
         self.slot.release()
         self.settlement = ledger.asettle(self.hold, usage)
         after = ledger.budgets_after(self.hold, usage)
@@ -153,7 +154,24 @@ class Admission:
             headers["X-Anvil-Limited-By"] = charged["limited_by"]
         if self.lowered:
             headers["X-Anvil-Max-Tokens-Lowered"] = str(self.max_tokens)
+        if self.billed.estimated:
+            headers["X-Anvil-Usage-Estimated"] = "true"
         return headers
+
+    def estimated_usage(self) -> dict | None:
+        """The usage a client is told when the backend reported none and Anvil charged its own
+        estimate (after ``end``); None when the backend's counts were used."""
+        self.end()
+        if self.tally.prompt_tokens is not None:
+            return None
+        prompt, completion = self.billed.prompt_tokens, self.billed.completion_tokens
+        if self.model.kind == "embedding":
+            return {"prompt_tokens": prompt, "total_tokens": prompt}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
 
 class admitted:

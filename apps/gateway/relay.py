@@ -131,6 +131,11 @@ async def stream(admitting: admitted, path: str, upstream_body, client_wants_usa
         await asyncio.shield(admission.settlement)
         if admission.tally.outcome not in (None, Outcome.OK):
             yield f"data: {json.dumps(stream_failure(admission.tally.outcome).body())}\n\n"
+        estimated = admission.estimated_usage()
+        if estimated is not None:
+            charged = {**charged, "usage_estimated": True}
+            if client_wants_usage:  # the backend sent no usage chunk: Anvil's estimate
+                yield f"data: {json.dumps(_usage_chunk(admission, path, estimated))}\n\n"
         yield f": anvil {json.dumps(charged)}\n\n"
         yield "data: [DONE]\n\n"
 
@@ -165,6 +170,19 @@ async def _events(admission: Admission, response: BackendResponse, client_wants_
         response.release()  # back to the pool
     else:
         tally.outcome = Outcome.BACKEND_ERROR
+
+
+def _usage_chunk(admission: Admission, path: str, usage: dict) -> dict:
+    """The final chunk of a stream with ``include_usage``: no choices, the usage."""
+    chat = path.endswith("/chat/completions")
+    return {
+        "id": "anvil-usage",
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": admission.model.name,
+        "choices": [],
+        "usage": usage,
+    }
 
 
 def _deadline(admission: Admission) -> float:

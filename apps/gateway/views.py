@@ -108,6 +108,9 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
             payload = await relay.forward(admission, parsed.endpoint.path, upstream)
         if parsed.endpoint is EMBEDDINGS and parsed.body.get("encoding_format") == "base64":
             relay.embeddings_as_base64(payload)
+        estimated = admission.estimated_usage()
+        if estimated is not None:  # the backend reported no usage: what Anvil charged for
+            payload["usage"] = estimated
         answer = JsonResponse(payload)
         for name, value in admission.headers().items():
             answer[name] = value

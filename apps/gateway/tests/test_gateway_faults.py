@@ -182,3 +182,51 @@ def test_it_estimates_and_marks_usage_a_backend_did_not_report(gateway, stream):
     expected = 8 if stream else -(-len(text.encode()) // 4)  # one per chunk / bytes ÷ 4
     assert entry.completion_tokens == expected and entry.prompt_tokens > 0
     assert entry.credits > 0
+
+
+def test_it_reports_the_usage_it_estimated_in_the_answer(gateway):
+    gateway.add_model("quiet", upstream="chat-small@fault=no-usage")
+    raw = gateway.client().chat.completions.with_raw_response.create(
+        model="quiet", messages=HELLO, max_tokens=8
+    )
+    usage = raw.parse().usage
+    assert raw.headers["x-anvil-usage-estimated"] == "true"
+    wait_for_settlements()
+    entry = LedgerEntry.objects.get()
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        entry.prompt_tokens,
+        entry.completion_tokens,
+    )
+    assert usage.total_tokens == entry.prompt_tokens + entry.completion_tokens
+
+
+def test_a_stream_with_include_usage_gets_the_estimate_in_its_last_chunk(gateway):
+    gateway.add_model("quiet", upstream="chat-small@fault=no-usage")
+    options = {"stream": True, "stream_options": {"include_usage": True}}
+    answer = gateway.client().chat.completions.create(
+        model="quiet", messages=HELLO, max_tokens=8, **options
+    )
+    chunks = list(answer)
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    wait_for_settlements()
+    entry = LedgerEntry.objects.get()
+    assert (usage.prompt_tokens, usage.completion_tokens) == (entry.prompt_tokens, 8)
+    assert entry.completion_tokens == 8
+
+
+def test_a_backend_s_own_usage_is_not_marked_estimated(gateway):
+    raw = gateway.client().chat.completions.with_raw_response.create(
+        model="chat-small", messages=HELLO, max_tokens=8
+    )
+    assert "x-anvil-usage-estimated" not in raw.headers
+    assert raw.parse().usage.completion_tokens == 8
+
+
+def test_an_embedding_without_backend_usage_reports_its_estimate(gateway):
+    gateway.add_model("quiet-embed", upstream="embed-small@fault=no-usage", kind="embedding")
+    raw = gateway.client().embeddings.with_raw_response.create(model="quiet-embed", input="a b c")
+    usage = raw.parse().usage
+    assert raw.headers["x-anvil-usage-estimated"] == "true"
+    wait_for_settlements()
+    assert usage.prompt_tokens == usage.total_tokens == LedgerEntry.objects.get().prompt_tokens
