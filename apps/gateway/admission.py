@@ -356,6 +356,15 @@ def completion_budget(
     """Completion tokens the request may produce; 400 when it can not fit the context, in the
     words of OpenAI and vLLM, which clients (litellm, LangChain) recognise as a context overflow."""
     if endpoint == "embeddings":
+        if prompt.largest_input > model.context_window:
+            raise GatewayError(
+                400,
+                f"This model's maximum context length is {model.context_window} tokens. "
+                f"However, you requested {prompt.largest_input} tokens in one input. Please "
+                "reduce the length of the input.",
+                code="context_length_exceeded",
+                param="input",
+            )
         return 0
     room = model.context_window - prompt.estimate
     if room < 1 or (max_tokens is not None and max_tokens > room):

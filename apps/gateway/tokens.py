@@ -29,6 +29,9 @@ PER_MESSAGE_UPPER = 8
 class PromptSize:
     text_bytes: int
     messages: int
+    # Embeddings: the largest input's tokens (token ids counted exactly, text by ``estimate``'s
+    # rule); each input must fit the model's context window on its own.
+    largest_input: int = 0
 
     @property
     def estimate(self) -> int:
@@ -78,5 +81,6 @@ def embedding_input_size(body: dict) -> PromptSize:
     inputs = (
         value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
     )
-    size = sum(len(i.encode()) if isinstance(i, str) else len(i) for i in inputs)
-    return PromptSize(text_bytes=size, messages=len(inputs))
+    sizes = [len(i.encode()) if isinstance(i, str) else len(i) for i in inputs]
+    tokens = [-(-s // 4) if isinstance(i, str) else s for i, s in zip(inputs, sizes, strict=True)]
+    return PromptSize(text_bytes=sum(sizes), messages=len(inputs), largest_input=max(tokens))

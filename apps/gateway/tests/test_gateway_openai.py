@@ -209,6 +209,33 @@ def test_it_answers_base64_when_the_backend_sent_floats(gateway):
     assert list(struct.unpack(f"<{len(packed) // 4}f", packed)) == floats.data[0].embedding
 
 
+@pytest.mark.parametrize(
+    ("given", "tokens"),
+    [
+        ("x" * 68, 17),  # text: a token per 4 bytes
+        ([1] * 17, 17),  # token ids: counted exactly
+        (["short", "x" * 68, "short"], 17),  # each input on its own
+        ([[1] * 3, [1] * 17], 17),
+    ],
+)
+def test_an_embedding_input_longer_than_the_context_window_is_refused(gateway, given, tokens):
+    gateway.add_model("tiny-embed", upstream="embed-small", kind="embedding", context_window=16)
+    with pytest.raises(openai.BadRequestError) as info:
+        gateway.client().embeddings.create(model="tiny-embed", input=given)
+    assert info.value.body["code"] == "context_length_exceeded"
+    assert info.value.body["message"].startswith(
+        f"This model's maximum context length is 16 tokens. However, you requested {tokens} "
+        "tokens in one input."
+    )
+
+
+def test_embedding_inputs_that_each_fit_the_window_are_served(gateway):
+    gateway.add_model("tiny-embed", upstream="embed-small", kind="embedding", context_window=16)
+    client = gateway.client()
+    assert len(client.embeddings.create(model="tiny-embed", input=["x" * 64, "y" * 64]).data) == 2
+    assert len(client.embeddings.create(model="tiny-embed", input=[[1] * 16, [2] * 16]).data) == 2
+
+
 def test_it_names_an_embedding_model_with_its_article(gateway):
     with pytest.raises(openai.BadRequestError) as info:
         gateway.client().chat.completions.create(model="embed-small", messages=HELLO)
