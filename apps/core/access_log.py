@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from apps.core.logs import begin_request, current_request, end_request
+from apps.core.logs import begin_request, current_request, end_request, request_id_header
 
 logger = logging.getLogger("anvil.access")
 
@@ -57,6 +57,9 @@ async def logging_access(app, scope, receive, send) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+            header = request_id_header()
+            if header is not None:
+                message = {**message, "headers": [*message.get("headers", ()), header]}
         await send(message)
 
     token = begin_request(scope)

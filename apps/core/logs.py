@@ -4,9 +4,11 @@ Every line has ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``
 ``message``; a line written while a request is served (the access log's, and any other the
 request's code writes) also has, where known:
 
-- ``request_id``: the ``X-Request-ID`` header a proxy sent (when it is 1-128 letters, digits,
-  ``.``, ``_`` or ``-``), else one made up for the request (32 hex digits) the first time a
-  line needs it; every line of one request has the same one;
+- ``request_id``: the ``X-Request-ID`` header the client or a proxy sent (when it is 1-128
+  letters, digits, ``.``, ``_`` or ``-``), else one made up for the request (32 hex digits:
+  this process's random prefix and a count); every line of one request has the same one, and
+  the answer carries it in its own ``X-Request-ID`` header (the gateway's and the portal's),
+  so a user can quote it;
 - ``key_prefix``: the public start of the bearer key (``anv-`` or ``anvm-`` and its 12-digit
   lookup, what the portal shows beside a key), only when the header holds a well-formed key,
   never the rest of it;
@@ -23,8 +25,10 @@ written; a filter on the handler (``RequestFields``) copies them onto the record
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -36,6 +40,17 @@ from datetime import UTC, datetime
 # apps.keys, so the shape is repeated here; apps/core/tests/test_logs.py checks the two agree.
 _BEARER_KEY = re.compile(r"Bearer\s+(anvm?-[0-9a-f]{12})[A-Za-z0-9]{40}\s*", re.IGNORECASE)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _new_ids() -> None:
+    """Made-up request ids: a random prefix drawn once per process (again in a forked child)
+    and a count, unique without a random draw per request."""
+    global _id_prefix, _id_count
+    _id_prefix, _id_count = uuid.uuid4().hex[:20], itertools.count()
+
+
+_new_ids()
+os.register_at_fork(after_in_child=_new_ids)
 
 
 class RequestLog:
@@ -63,7 +78,7 @@ class RequestLog:
             if given is not None and _REQUEST_ID.fullmatch(given):
                 self._request_id = given
             else:
-                self._request_id = uuid.uuid4().hex
+                self._request_id = f"{_id_prefix}{next(_id_count) % 16**12:012x}"
         return self._request_id
 
     @property
@@ -89,6 +104,14 @@ def end_request(token: Token) -> None:
 
 def current_request() -> RequestLog | None:
     return _current.get()
+
+
+def request_id_header() -> tuple[bytes, bytes] | None:
+    """The answer's ``X-Request-ID`` header for the request being served."""
+    request = _current.get()
+    if request is None:
+        return None
+    return b"X-Request-ID", request.request_id.encode("ascii")
 
 
 def note_model(name: str) -> None:

@@ -45,6 +45,7 @@ from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.log import log_response
 
 from apps.core.access_log import log_access
+from apps.core.logs import request_id_header
 from apps.gateway.request import GatewayRequest, path_info
 from lib.asgi import (
     CancelOnDisconnect,
@@ -197,6 +198,9 @@ def _headers(response, length: int | None = None) -> list[tuple[bytes, bytes]]:
     length, a Content-Length (as the middleware added them)."""
     # ResponseHeaders keeps lower-case name → (name, value), the values checked and str
     headers = response_headers(response.headers._store, defaults=SECURITY_HEADERS, length=length)
+    request_id = request_id_header()  # apps.core.logs: the client's, or one made up
+    if request_id is not None:
+        headers.append(request_id)
     for cookie in response.cookies.values():
         headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
     return headers
