@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
     "csp",
+    "corsheaders",
     "apps.core",
     "apps.accounts",
     "apps.teams",
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # /api/v1/ only (CORS_URLS_REGEX)
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -274,6 +276,26 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # <script type="application/json"> blocks, which are never run. The API docs page widens this
 # for Swagger UI (apps.core.api_docs). The gateway (/api/v1/chat/... served by
 # apps.gateway.handler) answers JSON outside Django's middleware and sends none.
+# CORS (django-cors-headers): browser-based clients on these origins (scheme://host[:port],
+# comma-separated; default none) may call the API under /api/v1/ with a key. A preflight is
+# answered without a key. No cookies are ever allowed cross-origin, and the portal's pages stay
+# same-origin only.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/v1/"
+CORS_ALLOW_CREDENTIALS = False
+# Authorization must be named (a wildcard never covers it); "*" lets the rest through (the
+# openai package's x-stainless-* headers, say).
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id", "*")
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "retry-after",
+    "x-anvil-credits-charged",
+    "x-anvil-credits-remaining",
+    "x-anvil-limited-by",
+    "x-anvil-max-tokens-lowered",
+    "x-anvil-usage-estimated",
+)
+
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],

@@ -3,7 +3,8 @@
 The same URLconf and the same plain async views, without what costs time per request and
 that these views do not need:
 
-- no middleware: every ``MiddlewareMixin`` middleware runs its hooks through
+- no middleware but CORS (django-cors-headers' own class, only for a request with an
+  ``Origin``: browsers'): every ``MiddlewareMixin`` middleware runs its hooks through
   ``sync_to_async`` under ASGI. The views authenticate by API key, are csrf-exempt, use no
   session, user or messages. What the middleware did that still matters is done here:
   the Host header is checked against ALLOWED_HOSTS, non-streaming answers get a
@@ -37,6 +38,7 @@ import functools
 import logging
 
 from asgiref.sync import sync_to_async
+from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import response_for_exception
@@ -118,7 +120,9 @@ class GatewayHandler(ASGIHandler):
     Django's request."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        pass  # none: see the module's docstring
+        # None of the portal's (see the module's docstring), but CORS: django-cors-headers'
+        # own middleware around the views, for requests that carry an Origin (browsers').
+        self._cors = CorsMiddleware(self._view_response)
 
     async def __call__(self, scope, receive, send):
         try:
@@ -150,12 +154,10 @@ class GatewayHandler(ASGIHandler):
         convert_exception_to_response), an error is logged as Django logs it."""
         try:
             request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware did (DisallowedHost → 400)
-            found = _view_for(request.path_info)
-            if found is None:
-                raise Resolver404({"path": request.path_info})
-            view, kwargs = found
-            response = await view(request, **kwargs)
-            self.check_response(response, view)
+            if "Origin" in request.headers:  # a browser: CORS, a preflight answered here
+                response = await self._cors(request)
+            else:
+                response = await self._view_response(request)
         except Exception as exc:
             set_script_prefix(get_script_prefix(request.scope))  # for the error page's URLs
             response = await sync_to_async(response_for_exception, thread_sensitive=False)(
@@ -174,6 +176,15 @@ class GatewayHandler(ASGIHandler):
                 await sync_to_async(log, thread_sensitive=False)()  # ERROR may mail the admins
             else:
                 log()  # a WARNING: stream handlers only, no thread hop per refused request
+        return response
+
+    async def _view_response(self, request: GatewayRequest):
+        found = _view_for(request.path_info)
+        if found is None:
+            raise Resolver404({"path": request.path_info})
+        view, kwargs = found
+        response = await view(request, **kwargs)
+        self.check_response(response, view)
         return response
 
     async def send_response(self, response, send):
