@@ -301,12 +301,16 @@ async def akey(key_id: int) -> ApiKey:
     return _accepted(await aapi_key_standing(key_id=key_id))
 
 
+def unknown_model(name: str) -> GatewayError:
+    return GatewayError(
+        404, f"The model '{name}' does not exist.", code="model_not_found", param="model"
+    )
+
+
 def check_model(*, key: ApiKey, catalog: CatalogSnapshot, name: str, endpoint: str) -> ServedModel:
     model = catalog.models.get(name)
     if model is None:
-        raise GatewayError(
-            404, f"The model '{name}' does not exist.", code="model_not_found", param="model"
-        )
+        raise unknown_model(name)
     if not model.active:
         raise GatewayError(
             503,

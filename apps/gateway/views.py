@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.logs import note_model
 from apps.gateway import parsing, relay, tokens
-from apps.gateway.admission import Ask, aauthenticate, admitted, akey
+from apps.gateway.admission import Ask, aauthenticate, admitted, akey, unknown_model
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, slot_stats
@@ -238,24 +238,29 @@ async def model_retrieve(request, model: str):
     catalog = await current_catalog()
     found = catalog.models.get(model)
     if found is None or found.id not in catalog.allowed_for(key.grant_id):
-        return GatewayError(
-            404, f"The model '{model}' does not exist.", code="model_not_found", param="model"
-        ).response()
+        return unknown_model(model).response()
     return JsonResponse(
         {
             "id": found.name,
             "object": "model",
             "created": 0,
             "owned_by": "anvil",
-            "kind": found.kind,
             "status": "active" if found.available else "inactive",
-            "context_window": found.context_window,
-            "prompt_price": str(found.prompt_price.normalize()),
-            "completion_price": str(found.completion_price.normalize()),
-            "price_unit": "credits per 1M tokens",
+            **_model_facts(found),
             "tags": list(found.tags),
         }
     )
+
+
+def _model_facts(model) -> dict:
+    """What both model listings tell of a model beside its name, status and tags."""
+    return {
+        "kind": model.kind,
+        "prompt_price": str(model.prompt_price.normalize()),
+        "completion_price": str(model.completion_price.normalize()),
+        "price_unit": "credits per 1M tokens",
+        "context_window": model.context_window,
+    }
 
 
 @allow_only("GET")
@@ -272,11 +277,7 @@ async def model_list_plgrid(request):
             {
                 "name": m.name,
                 "status": "Active" if m.available else "Inactive",
-                "kind": m.kind,
-                "prompt_price": str(m.prompt_price.normalize()),
-                "completion_price": str(m.completion_price.normalize()),
-                "price_unit": "credits per 1M tokens",
-                "context_window": m.context_window,
+                **_model_facts(m),
                 "tags": [
                     "Active" if m.available else "Inactive",
                     "Accessible" if accessible else "Inaccessible",
@@ -292,10 +293,7 @@ async def health(request):
     catalog = await current_catalog()
     name = request.GET.get("model")
     if name is not None and name not in catalog.models:
-        error = GatewayError(
-            404, f"The model '{name}' does not exist.", code="model_not_found", param="model"
-        )
-        return error.response()
+        return unknown_model(name).response()
     models = (
         [catalog.models[name]] if name else sorted(catalog.models.values(), key=lambda m: m.name)
     )
