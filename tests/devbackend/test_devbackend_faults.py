@@ -163,7 +163,10 @@ def test_floats_only_ignores_a_base64_encoding_format(backend_url):
     body = {"model": "m", "input": "a", "encoding_format": "base64"}
     plain = httpx.post(f"{backend_url}/v1/embeddings", json=body, timeout=10).json()
     floats = httpx.post(
-        f"{backend_url}/v1/embeddings", json=body, headers={"X-Dev-Fault": "floats-only"}, timeout=10
+        f"{backend_url}/v1/embeddings",
+        json=body,
+        headers={"X-Dev-Fault": "floats-only"},
+        timeout=10,
     ).json()
     assert isinstance(plain["data"][0]["embedding"], str)
     assert isinstance(floats["data"][0]["embedding"], list)
