@@ -89,12 +89,18 @@ def chat_reply(body: dict[str, Any], *, context_tokens: int = text.DEFAULT_CONTE
         "stream": stream,
         "include_usage": include_usage,
     }
-    call = tool_call_pick(
-        tools=body.get("tools"),
-        tool_choice=body.get("tool_choice"),
-        user_text=user_text,
-        echo=echo,
-        seed=seed,
+    # After a tool's result the model answers in text, as real models do.
+    answered = messages[-1].get("role") == "tool"
+    call = (
+        None
+        if answered
+        else tool_call_pick(
+            tools=body.get("tools"),
+            tool_choice=body.get("tool_choice"),
+            user_text=user_text,
+            echo=echo,
+            seed=seed,
+        )
     )
     if call is not None:
         return ChatToolCall(**common, pieces=call.pieces(), finish="tool_calls", call=call)
