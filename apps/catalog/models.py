@@ -53,6 +53,19 @@ class Backend(models.Model):
         help_text="Name of the environment variable holding this backend's secret, if any.",
     )
 
+    class Responses(models.TextChoices):
+        TRANSLATED = "translated", "Translated to chat completions by Anvil"
+        NATIVE = "native", "Served by the backend itself"
+
+    # How POST /v1/responses reaches this backend (apps.gateway.responses).
+    responses = models.CharField(
+        max_length=16,
+        choices=Responses.choices,
+        default=Responses.TRANSLATED,
+        help_text="native: the backend serves the Responses API itself (vLLM, Ollama); "
+        "translated: Anvil turns Responses requests into chat completions.",
+    )
+
     def secret(self) -> str:
         """The backend's secret, read from the environment so it never sits in the database."""
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""

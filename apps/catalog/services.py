@@ -185,6 +185,15 @@ def _tags(value: Any) -> list[str]:
     return value
 
 
+def _choice(values: list[str]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in values:
+            raise _Invalid(f"must be one of {', '.join(values)}")
+        return value
+
+    return check
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Invalid("must be true or false")
@@ -198,6 +207,7 @@ BACKEND_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "name": (_slug, REQUIRED),
     "base_url": (_url, REQUIRED),
     "api_key_env": (_env_name, ""),
+    "responses": (_choice(Backend.Responses.values), Backend.Responses.TRANSLATED),
 }
 MODEL_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "name": (_text, REQUIRED),

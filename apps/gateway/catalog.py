@@ -36,6 +36,7 @@ class ServedModel:
     base_url: str
     backend_secret: str
     last_check: datetime | None
+    native_responses: bool = False  # the backend serves POST /responses itself
 
     @property
     def available(self) -> bool:
@@ -76,6 +77,7 @@ def _served(model: CatalogModel) -> ServedModel:
         base_url=model.backend.base_url.rstrip("/"),
         backend_secret=model.backend.secret(),
         last_check=model.last_checked_at,
+        native_responses=model.backend.responses == Backend.Responses.NATIVE,
     )
 
 
@@ -117,5 +119,6 @@ KIND_NAMES = {
 ENDPOINT_KINDS = {
     "chat": {Kind.CHAT, Kind.VLM},
     "completions": {Kind.CHAT},
+    "responses": {Kind.CHAT, Kind.VLM},
     "embeddings": {Kind.EMBEDDING},
 }

@@ -112,7 +112,12 @@ def test_it_probes_a_backend_as_soon_as_an_operator_saves_it(
 ):
     catalog_probe()  # just probed: only a forced probe would look again
     url = reverse("admin:catalog_backend_change", args=[backend.pk])
-    form = {"name": "local", "base_url": dead_url(), "api_key_env": "PROBE_TEST_BACKEND_KEY"}
+    form = {
+        "name": "local",
+        "base_url": dead_url(),
+        "api_key_env": "PROBE_TEST_BACKEND_KEY",
+        "responses": "translated",
+    }
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = admin_client.post(url, form)
     assert response.status_code == 302 and len(callbacks) == 1
