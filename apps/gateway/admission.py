@@ -47,7 +47,7 @@ class Ask:
     """What a request asks for, read from its body (``views.parse``)."""
 
     secret: str | None
-    endpoint: str  # "chat", "completions" or "embeddings"
+    endpoint: str  # "chat", "completions", "embeddings" or "responses"
     model_name: str
     prompt: PromptSize
     max_tokens: int | None
@@ -78,6 +78,11 @@ class Tally:
         """The backend's usage when the ledger can hold it; otherwise the request is billed
         as one without usage (estimated): a negative count, true or false, or one beyond the
         ledger's integer columns would fail the settlement."""
+        if isinstance(usage, dict) and "input_tokens" in usage:  # the Responses API's names
+            usage = {
+                "prompt_tokens": usage["input_tokens"],
+                "completion_tokens": usage.get("output_tokens"),
+            }
         if not isinstance(usage, dict) or not _token_count(usage.get("prompt_tokens")):
             return
         try:
@@ -373,13 +378,14 @@ def completion_budget(
     room = model.context_window - prompt.estimate
     if room < 1 or (max_tokens is not None and max_tokens > room):
         asked = max_tokens if max_tokens is not None else 1
-        part = "prompt" if endpoint == "completions" else "messages"
+        part = {"completions": "prompt", "responses": "input"}.get(endpoint, "messages")
+        limit = "max_output_tokens" if endpoint == "responses" else "max_tokens"
         raise GatewayError(
             400,
             f"This model's maximum context length is {model.context_window} tokens. However, "
             f"you requested {prompt.estimate + asked} tokens ({prompt.estimate} in the {part}, "
             f"{asked} in the completion). Please reduce the length of the {part} or completion.",
             code="context_length_exceeded",
-            param="max_tokens" if max_tokens is not None and room >= 1 else "messages",
+            param=limit if max_tokens is not None and room >= 1 else part,
         )
     return max_tokens if max_tokens is not None else room

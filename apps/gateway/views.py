@@ -16,7 +16,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.logs import note_model
-from apps.gateway import parsing, relay, tokens
+from apps.gateway import parsing, relay, responses, tokens
 from apps.gateway.admission import Ask, aauthenticate, admitted, akey, unknown_model
 from apps.gateway.catalog import current_catalog
 from apps.gateway.errors import GatewayError
@@ -24,13 +24,34 @@ from apps.gateway.slots import QueueFull, slot_stats
 from apps.keys.auth import bearer_secret
 
 
+def upstream_body(body: dict, admission, *, stream: bool) -> dict:
+    """The body the backend gets: the client's, for the admitted model and max_tokens."""
+    upstream = dict(body)
+    upstream["model"] = admission.model.upstream_model
+    if "stream" in body:
+        upstream["stream"] = stream  # the older quick-start sends the string 'false'
+    if admission.max_tokens is not None:
+        # every limit the client sent says what was admitted (a backend may read either)
+        fields = [f for f in ("max_completion_tokens", "max_tokens") if body.get(f) is not None]
+        for field in fields or ["max_tokens"]:
+            upstream[field] = admission.max_tokens
+    if stream:
+        options = body.get("stream_options")
+        upstream["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    return upstream
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
-    path: str
+    path: str  # on the backend
     validate: Callable[[dict], None]
     prompt_size: Callable[[dict], tokens.PromptSize]
     streams: bool = True
+    upstream: Callable[..., dict] = upstream_body
 
 
 CHAT = Endpoint("chat", "/chat/completions", parsing.require_messages, tokens.chat_prompt_size)
@@ -40,6 +61,15 @@ COMPLETIONS = Endpoint(
 EMBEDDINGS = Endpoint(
     "embeddings", "/embeddings", parsing.require_input, tokens.embedding_input_size, streams=False
 )
+# A Responses request, served as the chat request it translates to (responses.chat_request)…
+RESPONSES = Endpoint(
+    "responses", "/chat/completions", parsing.require_messages, tokens.chat_prompt_size
+)
+# …or passed as it came to a backend that serves the Responses API itself.
+NATIVE_RESPONSES = Endpoint(
+    "responses", "/responses", lambda body: None, responses.native_prompt_size,
+    upstream=responses.native_upstream,
+)  # fmt: skip
 
 
 # The older quick-start posts a chat body to /completions; it is served as a chat completion.
@@ -58,6 +88,7 @@ class Parsed:
     max_tokens: int | None
     prompt: tokens.PromptSize
     choices: int  # completions the backend generates: n (best_of) for each prompt
+    request: dict | None = None  # a Responses request: as the client sent it
 
 
 def parse(request, endpoint: Endpoint) -> Parsed:
@@ -78,6 +109,27 @@ def parse(request, endpoint: Endpoint) -> Parsed:
     return Parsed(endpoint, body, model_name, stream, wants_usage, max_tokens, prompt, choices)
 
 
+def parse_responses(request, catalog) -> Parsed:
+    """A Responses request: passed on as it came when its model's backend serves the Responses
+    API (``responses: native`` in the catalog), else as the chat request it translates to."""
+    body = parsing.read_json_body(request)
+    model_name = parsing.require_model(body)
+    model = catalog.models.get(model_name)
+    native = model is not None and model.native_responses
+    responses.check_request(body, native=native)
+    stream = parsing.require_stream_flag(body)
+    max_tokens = body.get("max_output_tokens")
+    if native:
+        prompt = responses.native_prompt_size(body)
+        return Parsed(
+            NATIVE_RESPONSES, body, model_name, stream, False, max_tokens, prompt, 1, body
+        )
+    chat = responses.chat_request(body)
+    prompt = tokens.chat_prompt_size(chat)
+    # a chat stream with usage: the translation reads it for response.completed
+    return Parsed(RESPONSES, chat, model_name, stream, True, max_tokens, prompt, 1, body)
+
+
 def _secret(request) -> str | None:
     return bearer_secret(request.headers.get("authorization"))
 
@@ -88,8 +140,12 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
     judged as if its secret had been sent)."""
     secret = None if key_id is not None else _secret(request)
     try:
+        catalog = await current_catalog()
         try:
-            parsed = parse(request, endpoint)
+            if endpoint is RESPONSES:
+                parsed = parse_responses(request, catalog)
+            else:
+                parsed = parse(request, endpoint)
             note_model(parsed.model_name)  # for the request's log lines (apps.core.logs)
         except GatewayError:
             # an unknown key hears 401 whatever its body says
@@ -100,17 +156,21 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
             prompt=parsed.prompt, max_tokens=parsed.max_tokens, choices=parsed.choices,
             key_id=key_id,
         )  # fmt: skip
-        admitting = admitted(ask, await current_catalog())
+        admitting = admitted(ask, catalog)
         if parsed.stream:
             return await _answer_stream(admitting, parsed)
         async with admitting as admission:
-            upstream = upstream_body(parsed.body, admission, stream=False)
+            upstream = parsed.endpoint.upstream(parsed.body, admission, stream=False)
             payload = await relay.forward(admission, parsed.endpoint.path, upstream)
         if parsed.endpoint is EMBEDDINGS and parsed.body.get("encoding_format") == "base64":
             relay.embeddings_as_base64(payload)
         estimated = admission.estimated_usage()
         if estimated is not None:  # the backend reported no usage: what Anvil charged for
             payload["usage"] = estimated
+        if parsed.endpoint is RESPONSES:
+            payload = responses.response_from_chat(payload, parsed.request, parsed.model_name)
+        elif parsed.endpoint is NATIVE_RESPONSES and estimated is not None:
+            payload["usage"] = responses.usage_of(estimated)
         answer = JsonResponse(payload)
         for name, value in admission.headers().items():
             answer[name] = value
@@ -134,37 +194,20 @@ async def _answer_stream(admitting: admitted, parsed: Parsed) -> HttpResponse:
     events = relay.stream(
         admitting,
         parsed.endpoint.path,
-        lambda admission: upstream_body(parsed.body, admission, stream=True),
+        lambda admission: parsed.endpoint.upstream(parsed.body, admission, stream=True),
         parsed.wants_usage,
     )
     first = await anext(events)
-    answer = StreamingHttpResponse(relay.chain(first, events), content_type="text/event-stream")
+    body = relay.chain(first, events)
+    if parsed.endpoint is RESPONSES:
+        body = responses.response_events(parsed.request, parsed.model_name, body)
+    answer = StreamingHttpResponse(body, content_type="text/event-stream")
     answer["Cache-Control"] = "no-cache"
     answer["X-Accel-Buffering"] = "no"
     admission = admitting.admission
     if admission.lowered:
         answer["X-Anvil-Max-Tokens-Lowered"] = str(admission.max_tokens)
     return answer
-
-
-def upstream_body(body: dict, admission, *, stream: bool) -> dict:
-    """The body the backend gets: the client's, for the admitted model and max_tokens."""
-    upstream = dict(body)
-    upstream["model"] = admission.model.upstream_model
-    if "stream" in body:
-        upstream["stream"] = stream  # the older quick-start sends the string 'false'
-    if admission.max_tokens is not None:
-        # every limit the client sent says what was admitted (a backend may read either)
-        fields = [f for f in ("max_completion_tokens", "max_tokens") if body.get(f) is not None]
-        for field in fields or ["max_tokens"]:
-            upstream[field] = admission.max_tokens
-    if stream:
-        options = body.get("stream_options")
-        upstream["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
-    return upstream
 
 
 def allow_only(method: str):
@@ -204,6 +247,12 @@ async def completions(request):
 @allow_only("POST")
 async def embeddings(request):
     return await serve(request, EMBEDDINGS)
+
+
+@csrf_exempt
+@allow_only("POST")
+async def create_response(request):
+    return await serve(request, RESPONSES)
 
 
 async def _key_or_error(request):
