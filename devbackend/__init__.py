@@ -21,6 +21,10 @@ Endpoints
 - ``POST /v1/chat/completions``, ``POST /v1/completions`` (stream or not, OpenAI wire
   format; streams end with ``data: [DONE]``; ``stream_options.include_usage`` adds a final
   chunk with ``"choices": []`` and the usage).
+- ``POST /v1/responses`` (stream or not): OpenAI's Responses API as vLLM serves it, for text
+  and function tools: the chat reply the request amounts to, as a response object or as
+  ``event:``/``data:`` events from ``response.created`` to ``response.completed`` (or
+  ``response.incomplete`` at ``max_output_tokens``), the usage in the last; no ``[DONE]``.
 - ``POST /v1/embeddings``: ``input`` is a string, a list of strings, a token list or a list
   of token lists; ``encoding_format`` float (default) or base64 (little-endian float32);
   ``dimensions`` (default 32). Vectors are unit length and derived from a hash of the input.

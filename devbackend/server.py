@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from devbackend import asgi, parse, serve, text
+from devbackend import asgi, parse, responses, serve, text
 from devbackend.asgi import Receive, Send
 from devbackend.embeddings import embeddings_body
 from devbackend.plan import Plan, plan_build
@@ -43,6 +43,7 @@ class DevBackend:
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/v1/completions"): self.completions,
             ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/v1/responses"): self.responses,
         }
         asgi.quiet_dropped_connections()
 
@@ -115,6 +116,15 @@ class DevBackend:
     async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = parse.json_object(await asgi.read_body(receive))
         reply = parse.completion_reply(body, context_tokens=self.options.context_tokens)
+        plan = self._plan(scope, reply.head["model"])
+        await self._run(receive, serve.serve_reply(send, reply, plan))
+
+    async def responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = parse.json_object(await asgi.read_body(receive))
+        chat = parse.chat_reply(
+            responses.chat_body(body), context_tokens=self.options.context_tokens
+        )
+        reply = responses.ResponsesReply(chat)
         plan = self._plan(scope, reply.head["model"])
         await self._run(receive, serve.serve_reply(send, reply, plan))
 
