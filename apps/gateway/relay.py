@@ -120,9 +120,11 @@ async def stream(admitting: admitted, path: str, upstream_body, client_wants_usa
     events flow, so it ends (settles, releases) however the stream ends — the client leaving
     included. The first event is awaited before the answer starts (``views``), so a refusal
     or a backend failing before its first token gets a proper status."""
+    native = path == RESPONSES_PATH
     async with admitting as admission:
         async with await _open(admission, path, upstream_body(admission)) as response:
-            async with aclosing(_events(admission, response, client_wants_usage)) as events:
+            reading = _response_events if native else _events
+            async with aclosing(reading(admission, response, client_wants_usage)) as events:
                 async for event in events:
                     yield event
         charged = admission.end()
@@ -130,7 +132,16 @@ async def stream(admitting: admitted, path: str, upstream_body, client_wants_usa
         # is not what a stream is measured by).
         await asyncio.shield(admission.settlement)
         if admission.tally.outcome not in (None, Outcome.OK):
-            yield f"data: {json.dumps(stream_failure(admission.tally.outcome).body())}\n\n"
+            error = stream_failure(admission.tally.outcome).body()
+            if native:  # the Responses API's error event; its streams end without [DONE]
+                event = {**error["error"], "type": "error"}
+                yield f"event: error\ndata: {json.dumps(event)}\n\n"
+                yield f": anvil {json.dumps(charged)}\n\n"
+                return
+            yield f"data: {json.dumps(error)}\n\n"
+        if native:
+            yield f": anvil {json.dumps(charged)}\n\n"
+            return
         estimated = admission.estimated_usage()
         if estimated is not None:
             charged = {**charged, "usage_estimated": True}
@@ -170,6 +181,61 @@ async def _events(admission: Admission, response: BackendResponse, client_wants_
         response.release()  # back to the pool
     else:
         tally.outcome = Outcome.BACKEND_ERROR
+
+
+# A backend that serves the Responses API itself (``responses: native`` in the catalog).
+RESPONSES_PATH = "/responses"
+RESPONSE_DELTA = re.compile(
+    rb'"type"\s*:\s*"response\.(?:output_text|function_call_arguments)\.delta"'
+)
+RESPONSE_END = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
+
+
+async def _response_events(admission: Admission, response: BackendResponse, _wants_usage: bool):
+    """A native Responses stream's events as they came (``event:`` and ``data:`` lines); its
+    last event (completed, incomplete or failed) carries the usage and ends it. A stream that
+    stops before that event is the backend's failure."""
+    tally = admission.tally
+    rename = _model_renames(admission)
+    ended = False
+    try:
+        async with asyncio.timeout_at(_deadline(admission)):
+            async for line in response.lines():
+                if line.startswith(b"event:"):
+                    yield line.rstrip() + b"\n"
+                    continue
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                if RESPONSE_DELTA.search(data):
+                    tally.chunks += 1
+                elif RESPONSE_END.search(data):
+                    ended = True
+                    _take_response_usage(tally, data)
+                for upstream, name in rename:
+                    data = data.replace(upstream, name)
+                yield b"data: " + data + b"\n\n"
+    except (BackendConnectionError, TimeoutError) as exc:
+        if not ended:
+            timeout = isinstance(exc, TimeoutError)
+            tally.outcome = Outcome.BACKEND_TIMEOUT if timeout else Outcome.BACKEND_ERROR
+        return
+    if not ended:
+        tally.outcome = Outcome.BACKEND_ERROR
+    elif response.at_eof():
+        response.release()
+
+
+def _take_response_usage(tally, data: bytes) -> None:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return
+    answer = event.get("response") if isinstance(event, dict) else None
+    if isinstance(answer, dict):
+        tally.take_usage(answer.get("usage"))
 
 
 def _usage_chunk(admission: Admission, path: str, usage: dict) -> dict:

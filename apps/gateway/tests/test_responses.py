@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import httpx
 import openai
 import pytest
 
+from apps.catalog.models import Backend
 from apps.usage.credits import credits_for
 from apps.usage.models import LedgerEntry
 from tests.world import wait_for_settlements
@@ -217,3 +219,75 @@ def test_a_stream_broken_off_by_the_backend_ends_in_response_failed(gateway):
     wait_for_settlements()
     entry = LedgerEntry.objects.get()
     assert entry.outcome == "backend_error" and entry.completion_tokens == 3
+
+
+@pytest.fixture
+def native(gateway):
+    """A model whose backend serves the Responses API itself (the development backend does)."""
+    backend = Backend.objects.create(
+        name="native", base_url=gateway.world.backend.base_url, responses="native"
+    )
+    model = gateway.add_model("chat-native", upstream="chat-small")
+    model.backend = backend
+    model.save()
+    return gateway
+
+
+def test_a_native_backend_gets_the_request_as_it_came(native):
+    """previous_response_id is the backend's business: Anvil passes it on."""
+    raw = native.client().responses.with_raw_response.create(
+        model="chat-native", input="Hello there", max_output_tokens=8,
+        previous_response_id="resp_earlier",
+    )  # fmt: skip
+    response = raw.parse()
+    assert response.model == "chat-native"  # the catalog's name, not the backend's
+    # the backend's own object, which has no "store" (Anvil's translation says false)
+    assert "store" not in raw.http_response.json()
+    assert len(response.output_text.split()) == 8
+    wait_for_settlements()
+    entry = LedgerEntry.objects.get()
+    assert (entry.prompt_tokens, entry.completion_tokens) == (response.usage.input_tokens, 8)
+    assert entry.credits == _charged(response.usage) and not entry.estimated
+    assert Decimal(raw.headers["x-anvil-credits-charged"]) == entry.credits
+
+
+def test_a_native_stream_passes_through_and_ends_with_the_credit_comment(native):
+    with httpx.stream(
+        "POST",
+        f"{native.url}/responses",
+        headers={"Authorization": f"Bearer {native.secret}"},
+        json={"model": "chat-native", "input": "Hello", "max_output_tokens": 4, "stream": True},
+    ) as answer:
+        body = "".join(answer.iter_text())
+    assert answer.status_code == 200
+    assert body.count("event: response.output_text.delta\n") == 4
+    assert "[DONE]" not in body and '"model":"chat-native"' in body
+    assert body.rstrip().splitlines()[-1].startswith(": anvil {")
+    events = list(
+        native.client().responses.create(
+            model="chat-native", input="Hello", max_output_tokens=4, stream=True
+        )
+    )
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.usage.output_tokens == 4
+    entries = list(LedgerEntry.objects.order_by("id"))
+    assert [(e.completion_tokens, e.outcome, e.estimated) for e in entries] == [
+        (4, "ok", False),
+        (4, "ok", False),
+    ]
+
+
+def test_a_native_stream_the_backend_breaks_off_ends_in_an_error_event(native):
+    model = native.add_model("native-drops", upstream="chat-small@fault=drop-after:2")
+    model.backend = Backend.objects.get(name="native")
+    model.save()
+    events = list(
+        native.client().responses.create(
+            model="native-drops", input="Hello", max_output_tokens=9, stream=True
+        )
+    )
+    assert [e.type for e in events].count("response.output_text.delta") == 2
+    assert events[-1].type == "error" and events[-1].code == "backend_error"
+    wait_for_settlements()
+    entry = LedgerEntry.objects.get()
+    assert entry.outcome == "backend_error" and entry.completion_tokens == 2
