@@ -14,6 +14,7 @@ from apps.core.tables import table_csv_response
 from apps.keys.access import api_key_for_owner
 from apps.keys.examples import examples_context
 from apps.teams.access import grant_for_member
+from apps.usage.selectors import key_request_find
 
 
 @login_required
@@ -48,8 +49,11 @@ def api_key_detail(request, public_id):
     key = api_key_for_owner(user=request.user, public_id=public_id)
     consumption = key_consumption(key=key, period=period_from(request))
     csv = table_csv_response(request, consumption.tables, prefix=f"key-{key.name}")
+    asked = request.GET.get("request_id", "")
     context = {
         "key": key,
+        "request_asked": asked.strip()[:128],
+        "request_found": key_request_find(api_key_id=key.id, request_id=asked) if asked else None,
         **consumption.context,
         "tables": consumption.tables,
         **examples_context(request=request, grants=[key.grant]),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from apps.core.exceptions import ApplicationError
+from apps.core.logs import current_request
 from apps.gateway.catalog import ENDPOINT_KINDS, KIND_NAMES, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, model_slot
@@ -113,6 +114,7 @@ class Admission:
     max_tokens: int | None  # what the backend is asked for; None when the client set none
     lowered: bool  # max_tokens was lowered to what the budget affords
     started: float  # time.monotonic() before the hold: the request's deadline counts from here
+    request_id: str = ""  # the answer's X-Request-ID, written on the ledger row
     tally: Tally = field(default_factory=Tally)
     charged: dict | None = None  # once ended: credits_charged, remaining, limited_by
     billed: ledger.Usage | None = None  # once ended: the usage it was settled for
@@ -129,9 +131,9 @@ class Admission:
         generated = (tally.chunks if estimated else tally.completion_tokens) or 0
         failed = outcome in (Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT)
         if not tally.forwarded or (failed and not generated):
-            return ledger.Usage.unused(outcome, latency)
+            return ledger.Usage.unused(outcome, latency, self.request_id)
         prompt = self.prompt_estimate if estimated else tally.prompt_tokens
-        return ledger.Usage(prompt, generated, outcome, latency, estimated)
+        return ledger.Usage(prompt, generated, outcome, latency, estimated, self.request_id)
 
     def end(self, exc: BaseException | None = None) -> dict:
         """Settle the hold and release the slot, once; what the request was charged and what
@@ -189,6 +191,8 @@ class admitted:
     async def __aenter__(self) -> Admission:
         started = time.monotonic()
         ask = self.ask
+        request = current_request()
+        request_id = request.request_id if request is not None else ""
         key = await (aauthenticate(ask.secret) if ask.key_id is None else akey(ask.key_id))
         model = check_model(
             key=key, catalog=self.catalog, name=ask.model_name, endpoint=ask.endpoint
@@ -200,13 +204,13 @@ class admitted:
             model=model.name, max_concurrency=model.max_concurrency,
             queue_size=model.queue_size, grant_id=key.grant_id,
         )  # fmt: skip
-        hold = await _hold_and_slot(self._plan(key, model, budget), slot)
+        hold = await _hold_and_slot(self._plan(key, model, budget), slot, request_id)
         per_choice = min(hold.max_completion_tokens // self.ask.choices, budget)
         lowered = per_choice < budget
         self.admission = Admission(
             key=key, model=model, hold=hold, slot=slot, prompt_estimate=self.ask.prompt.estimate,
             max_tokens=per_choice if (lowered or self.ask.max_tokens is not None) else None,
-            lowered=lowered, started=started,
+            lowered=lowered, started=started, request_id=request_id,
         )  # fmt: skip
         return self.admission
 
@@ -227,7 +231,7 @@ class admitted:
         )  # fmt: skip
 
 
-async def _hold_and_slot(plan: ledger.Plan, slot) -> Hold:
+async def _hold_and_slot(plan: ledger.Plan, slot, request_id: str = "") -> Hold:
     """The hold and the model's slot at the same time (the round trips to PostgreSQL and to
     Redis overlap). A refused hold answers 429 whatever the slot said (the slot is given
     back, or its place in the queue left). Once the hold is placed, any failure to get the
@@ -244,7 +248,7 @@ async def _hold_and_slot(plan: ledger.Plan, slot) -> Hold:
         await asyncio.gather(taking, return_exceptions=True)
         slot.release()
         if hold is not None:
-            ledger.asettle(hold, ledger.Usage.unused(outcome_of(exc)))
+            ledger.asettle(hold, ledger.Usage.unused(outcome_of(exc), request_id=request_id))
         if isinstance(exc, ApplicationError):  # QuotaExceeded, NotFound
             raise GatewayError.from_application_error(exc) from None
         raise
@@ -258,7 +262,7 @@ async def _hold_and_slot(plan: ledger.Plan, slot) -> Hold:
         outcome = Outcome.CLIENT_DISCONNECTED
         if not isinstance(exc, asyncio.CancelledError):
             outcome = Outcome.CANCELLED
-        ledger.asettle(hold, ledger.Usage.unused(outcome))
+        ledger.asettle(hold, ledger.Usage.unused(outcome, request_id=request_id))
         if isinstance(exc, TimeoutError):
             raise QueueWaitTooLong(
                 f"The model {slot.model!r} gave no slot in "

@@ -28,7 +28,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     )  # fmt: skip
     list_filter = ("outcome", "estimated", "capped", "period")
     list_select_related = ("grant", "api_key", "user", "model")
-    search_fields = ("grant__identifier", "user__username", "api_key__lookup_prefix")
+    search_fields = ("grant__identifier", "user__username", "api_key__lookup_prefix", "=request_id")
     date_hierarchy = "created"
     ordering = ("-created",)
     show_full_result_count = False  # the ledger grows to millions of rows

@@ -130,6 +130,7 @@ class Usage:
     outcome: str = Outcome.OK
     latency_ms: int = 0
     estimated: bool = False
+    request_id: str = ""  # the answer's X-Request-ID, kept on the ledger row
 
     def __post_init__(self) -> None:
         if self.outcome not in _OUTCOMES:
@@ -140,9 +141,9 @@ class Usage:
                 raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
 
     @classmethod
-    def unused(cls, outcome: str, latency_ms: int = 0) -> Usage:
+    def unused(cls, outcome: str, latency_ms: int = 0, request_id: str = "") -> Usage:
         """A request that ended before its backend generated anything: it costs nothing."""
-        return cls(0, 0, outcome, latency_ms)
+        return cls(0, 0, outcome, latency_ms, request_id=request_id)
 
 
 def charge(hold: Hold, usage: Usage) -> Decimal:
@@ -375,7 +376,7 @@ def _entry_fields(hold: Hold, usage: Usage) -> dict:
         grant_id=hold.grant_id, model_id=hold.model_id, period=hold.period,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         credits=credits, outcome=usage.outcome, latency_ms=usage.latency_ms,
-        estimated=usage.estimated, capped=capped, hold_id=hold.pk,
+        estimated=usage.estimated, capped=capped, hold_id=hold.pk, request_id=usage.request_id,
     )  # fmt: skip
 
 

@@ -182,6 +182,9 @@ class LedgerEntry(models.Model):
     hold_id = models.BigIntegerField(
         null=True, editable=False, help_text="The hold this row settled."
     )
+    # The X-Request-ID the request was answered with (the client's own, or one Anvil made up),
+    # so a person can find a request they quote; empty for requests without one (jobs).
+    request_id = models.CharField(max_length=128, blank=True, default="", db_default="")
 
     class Meta:
         verbose_name_plural = "ledger entries"
@@ -191,6 +194,11 @@ class LedgerEntry(models.Model):
             models.Index(fields=["grant", "user", "period"], name="usage_ledger_member_period"),
             models.Index(
                 fields=["grant"], condition=models.Q(rolled_up=False), name="usage_ledger_unrolled"
+            ),
+            models.Index(
+                fields=["api_key", "request_id"],
+                condition=~models.Q(request_id=""),
+                name="usage_ledger_key_request",
             ),
         ]
         constraints = [

@@ -1,6 +1,6 @@
 """The ledger's operations from the event loop on PostgreSQL (``apps.usage.ledger`` calls these).
 
-Each is one call of a function of migration usage 0005 (``anvil_settle``: 0007;
+Each is one call of a function of migration usage 0005 (``anvil_settle``: 0009;
 ``anvil_place_batch``: 0008), sent as a prepared statement (psycopg's ``prepare=True``) on an
 async connection pool: one pool per event loop, GATEWAY_DB_POOL_SIZE connections at most, in
 autocommit mode, so a call is one round trip and one transaction.
@@ -45,7 +45,7 @@ REFUSED = "AV429"  # anvil_place: a budget has no room; DETAIL names it
 PLACE = "SELECT * FROM anvil_place(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 SETTLE = (
     "SELECT * FROM anvil_settle(%s::bigint[], %s::numeric[], %s::integer[], %s::integer[],"
-    " %s::text[], %s::integer[], %s::boolean[], %s::boolean[], %s)"
+    " %s::text[], %s::integer[], %s::boolean[], %s::boolean[], %s::text[], %s)"
 )
 PLACE_BATCH = (
     "SELECT * FROM anvil_place_batch(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
@@ -299,13 +299,14 @@ def _resolve(settled: asyncio.Future, result=None, *, exception: BaseException |
 
 async def _settle_all(items: list[tuple[Hold, ledger.Usage]]) -> dict[int, LedgerEntry]:
     now = timezone.now()
-    columns: list[list] = [[] for _ in range(8)]
+    columns: list[list] = [[] for _ in range(9)]
     asked = {}
     for hold, usage in items:
         fields = ledger._entry_fields(hold, usage)
         asked[hold.pk] = (hold, usage, fields)
         values = (hold.pk, fields["credits"], usage.prompt_tokens, usage.completion_tokens,
-                  usage.outcome, usage.latency_ms, usage.estimated, fields["capped"])  # fmt: skip
+                  usage.outcome, usage.latency_ms, usage.estimated, fields["capped"],
+                  usage.request_id)  # fmt: skip
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     rows = await _fetch(SETTLE, [*columns, now], many=True)

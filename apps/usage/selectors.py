@@ -12,7 +12,7 @@ from apps.grants.selectors import grants_for_user
 from apps.limits.models import MemberLimit
 from apps.usage.credits import as_credits
 from apps.usage.exceptions import Limit
-from apps.usage.models import MemberMonthCounter
+from apps.usage.models import LedgerEntry, MemberMonthCounter
 from apps.usage.periods import period_for
 
 ZERO = Decimal(0)
@@ -150,3 +150,13 @@ def member_budgets_for_user(*, user, period: str) -> list[MemberBudget]:
         )
         for grant in grants
     ]
+
+
+def key_request_find(*, api_key_id: int, request_id: str) -> LedgerEntry | None:
+    """The ledger row of the key's request answered with that X-Request-ID (a client may send
+    one id twice: the latest), or None."""
+    request_id = request_id.strip()
+    if not request_id or len(request_id) > 128:
+        return None
+    rows = LedgerEntry.objects.filter(api_key_id=api_key_id, request_id=request_id)
+    return rows.select_related("model").order_by("-created", "-id").first()
