@@ -35,6 +35,7 @@ from apps.gateway.tokens import PromptSize
 from apps.keys.auth import AuthResult, aapi_key_authenticate, aapi_key_standing
 from apps.keys.models import ApiKey
 from apps.usage import ledger
+from apps.usage.exceptions import QuotaExceeded
 from apps.usage.models import Hold, Outcome
 
 logger = logging.getLogger(__name__)
@@ -250,7 +251,13 @@ async def _hold_and_slot(plan: ledger.Plan, slot, request_id: str = "") -> Hold:
         if hold is not None:
             ledger.asettle(hold, ledger.Usage.unused(outcome_of(exc), request_id=request_id))
         if isinstance(exc, ApplicationError):  # QuotaExceeded, NotFound
-            raise GatewayError.from_application_error(exc) from None
+            refusal = GatewayError.from_application_error(exc)
+            if isinstance(exc, QuotaExceeded):  # which budget, and what it has left
+                refusal.headers = {
+                    "X-Anvil-Limited-By": exc.limit.value,
+                    "X-Anvil-Credits-Remaining": str(exc.remaining),
+                }
+            raise refusal from None
         raise
     try:
         # The wait in the queue counts against the request's time, so no request outlives

@@ -272,6 +272,16 @@ def test_it_refuses_when_the_credits_run_out(gateway):
         gateway.client().chat.completions.create(model="chat-small", messages=HELLO)
     assert info.value.body["code"] == "insufficient_quota"
     assert "grant" in info.value.message.lower()
+    assert info.value.response.headers["x-anvil-limited-by"] == "grant"
+    assert Decimal(info.value.response.headers["x-anvil-credits-remaining"]) == Decimal("0.000001")
+
+
+def test_a_refusal_names_the_key_s_own_limit_in_its_headers(gateway):
+    gateway.key.total_limit = Decimal("0.000002")
+    gateway.key.save()
+    with pytest.raises(openai.RateLimitError) as info:
+        gateway.client().chat.completions.create(model="chat-small", messages=HELLO)
+    assert info.value.response.headers["x-anvil-limited-by"] == "key_total"
 
 
 @pytest.mark.parametrize(
