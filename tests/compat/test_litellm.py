@@ -99,3 +99,10 @@ def test_a_context_overflow_raises_context_window_exceeded(anvil):
         )
     assert info.value.status_code == 400
     assert "maximum context length is 8192 tokens" in info.value.message
+
+
+def test_an_embedding_input_past_the_window_raises_context_window_exceeded(anvil):
+    with pytest.raises(litellm.ContextWindowExceededError) as info:
+        litellm.embedding(model="openai/embed-small", input="x" * 4000, **to_anvil(anvil))
+    assert "maximum context length is 512 tokens" in info.value.message
+    assert "you requested 1000 tokens in one input" in info.value.message
