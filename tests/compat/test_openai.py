@@ -157,6 +157,38 @@ def test_it_embeds_as_floats_and_as_base64_of_the_same_floats(anvil):
     assert [d.embedding for d in default.data] == vectors
 
 
+def test_it_creates_a_response_whole_and_streamed(anvil):
+    """The Responses API (translated to a chat for the development backend)."""
+    client = anvil.client()
+    response = client.responses.create(
+        model="chat-small", input="ECHO: Hello from Anvil", max_output_tokens=3
+    )
+    assert response.output_text == "Hello from Anvil"
+    assert response.status == "incomplete"  # three tokens cut the answer short
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (HELLO_PROMPT_TOKENS, 3)
+    events = list(
+        client.responses.create(
+            model="chat-small", input="ECHO: Hello from Anvil", max_output_tokens=3, stream=True
+        )
+    )
+    assert events[0].type == "response.created" and events[-1].type == "response.incomplete"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        "Hello from Anvil"
+    )
+    assert events[-1].response.usage.total_tokens == HELLO_PROMPT_TOKENS + 3
+
+
+def test_a_response_calls_the_function_the_backend_chose(anvil):
+    tools = [{"type": "function", **tool["function"]} for tool in TOOLS]
+    with anvil.client().responses.stream(
+        model="chat-small", input=WEATHER[0]["content"], tools=tools
+    ) as stream:
+        response = stream.get_final_response()
+    (call,) = response.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Kraków"}
+
+
 # --- async ---------------------------------------------------------------------------------------
 
 
@@ -224,3 +256,22 @@ def test_the_async_client_embeds_as_floats_and_as_base64(anvil):
     floats, packed = asyncio.run(run())
     assert len(floats.data[0].embedding) == 32
     assert floats32(packed.data[0].embedding) == floats.data[0].embedding
+
+
+def test_the_async_client_creates_a_response_whole_and_streamed(anvil):
+    async def run():
+        async with async_client(anvil) as client:
+            response = await client.responses.create(
+                model="chat-small", input=HELLO, max_output_tokens=3
+            )
+            stream = await client.responses.create(
+                model="chat-small", input=HELLO, max_output_tokens=3, stream=True
+            )
+            return response, [event async for event in stream]
+
+    response, events = asyncio.run(run())
+    assert response.output_text == "Hello from Anvil"
+    assert response.usage.input_tokens == HELLO_PROMPT_TOKENS
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == "Hello from Anvil"
+    assert events[-1].response.output_text == "Hello from Anvil"
