@@ -66,6 +66,7 @@ GATEWAY_PATHS = frozenset(
         "/api/v1/chat/completions",
         "/api/v1/completions",
         "/api/v1/embeddings",
+        "/api/v1/responses",
         "/api/v1/models",
         "/api/v1/models-plgrid-format",
         "/api/health",

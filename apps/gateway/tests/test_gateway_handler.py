@@ -282,3 +282,15 @@ def test_closing_a_relayed_stream_closes_the_backend_side_at_once():
         return list(closed)
 
     assert asyncio.run(scenario()) == ["settled"]
+
+
+def test_every_gateway_url_is_served_by_the_lean_handler():
+    """A new gateway endpoint left out of GATEWAY_PATHS still works, through Django's handler
+    and its middleware: slower, and outside the gateway's access log and metrics."""
+    from django.urls import get_resolver, reverse
+
+    from apps.gateway.urls import urlpatterns
+
+    names = [p.name for p in urlpatterns if p.name != "model"]  # model: MODEL_PREFIX
+    get_resolver()  # the URLconf is loaded
+    assert {reverse(f"gateway:{name}") for name in names} == handler.GATEWAY_PATHS
