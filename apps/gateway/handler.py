@@ -106,7 +106,10 @@ def _view_for(path: str):
     if view is not None:
         return view, {}
     if path.startswith(MODEL_PREFIX) and path.strip("/") != MODEL_PREFIX.strip("/"):
-        match = get_resolver().resolve(path.rstrip("/"))
+        try:
+            match = get_resolver().resolve(path.rstrip("/"))
+        except Resolver404:  # a name no model has ("\n"): Django's handler answers 404
+            return None
         return match.func, match.kwargs
     return None
 

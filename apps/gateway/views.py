@@ -305,11 +305,16 @@ def _model_facts(model) -> dict:
     """What both model listings tell of a model beside its name, status and tags."""
     return {
         "kind": model.kind,
-        "prompt_price": str(model.prompt_price.normalize()),
-        "completion_price": str(model.completion_price.normalize()),
+        "prompt_price": _decimal_text(model.prompt_price),
+        "completion_price": _decimal_text(model.completion_price),
         "price_unit": "credits per 1M tokens",
         "context_window": model.context_window,
     }
+
+
+def _decimal_text(value) -> str:
+    """A price as plain decimal digits, without trailing zeros: "10", not "1E+1"."""
+    return f"{value.normalize():f}"
 
 
 @allow_only("GET")

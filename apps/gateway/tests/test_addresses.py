@@ -76,3 +76,21 @@ def test_the_inference_endpoints_accept_a_trailing_slash(gateway):
 
 def _add_slash(request: httpx.Request) -> None:
     request.url = request.url.copy_with(path=request.url.path + "/")
+
+
+def test_a_model_name_no_address_can_hold_is_a_json_404_not_a_500(gateway):
+    # Found by the schemathesis run: "\n" matched no URL pattern and the handler's lookup
+    # raised, so uvicorn answered 500.
+    response = get(gateway, "/models/%0A")
+    assert response.status_code == 404
+    assert assert_error_shape(response)["code"] == "unknown_url"
+
+
+def test_prices_are_plain_decimals_in_both_model_listings(gateway):
+    from decimal import Decimal
+
+    gateway.add_model("round-prices", prompt_price=Decimal("10"), completion_price=Decimal("2E+2"))
+    model = get(gateway, "/models/round-prices").json()
+    assert (model["prompt_price"], model["completion_price"]) == ("10", "200")  # not "1E+1"
+    listed = {m["name"]: m for m in get(gateway, "/models-plgrid-format").json()["data"]}
+    assert listed["round-prices"]["prompt_price"] == "10"
