@@ -10,3 +10,6 @@ class ApiConfig(AppConfig):
 
     name = "apps.api"
     label = "api"
+
+    def ready(self) -> None:
+        from apps.api import schema  # noqa: F401 (registers the OpenAPI field extensions)

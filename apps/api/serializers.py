@@ -53,6 +53,11 @@ class CreditField(serializers.DecimalField):
         return super().to_internal_value(data)
 
 
+class NotBlankCharField(serializers.CharField):
+    """A required text: DRF's CharField, which trims it and refuses a blank one (the OpenAPI
+    document says so too: apps.api.schema)."""
+
+
 def credit_field(**kwargs) -> serializers.DecimalField:
     """Credits as exact decimals: a JSON number or a string in, a string out; null (where
     allowed) is the only way to say "no limit"."""

@@ -6,13 +6,24 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.serializers import DateTimeField, StrictInputSerializer, credit_field
+from apps.api.serializers import (
+    DateTimeField,
+    ErrorOutput,
+    NotBlankCharField,
+    StrictInputSerializer,
+    credit_field,
+)
 from apps.core.exceptions import ApplicationError, NotFound
 from apps.keys.access import api_key_for_owner
 from apps.keys.authentication import ManagementKeyAuthentication, SessionOnlyAuthentication
@@ -33,11 +44,38 @@ API_PARAMS = {
     "total_limit": "total_credits_quota",
     "grant": "grant_id",
 }
+JSON = "application/json"  # what the document offers (DRF's form parsers work too)
 QUOTA_HELP = "Credits; null or absent means no limit."
 GRANT_HELP = "The grant's ID (shown on its page) or its identifier, e.g. plgexample-gpu."
 EXPIRY_HELP = (
     "ISO 8601, in the future; without a time zone it is read in the service's time zone. "
     "Default: 30 days from now. It can not be changed later."
+)
+
+
+def errors(**descriptions: str) -> dict:
+    """Error answers for the OpenAPI document, in the API's error shape: ``e400="..."``."""
+    return {
+        int(status[1:]): OpenApiResponse(ErrorOutput, description=text)
+        for status, text in descriptions.items()
+    }
+
+
+INVALID = (
+    "A field is missing, of the wrong type, out of range or not allowed here; `param` names "
+    "it (`required`, `invalid`, `blank`, `max_length`, `min_value`, `unknown_field`, "
+    "`invalid_request`, …)."
+)
+# The portal's own API: a signed-in session, never a key.
+SESSION_ERRORS = errors(
+    e403="Not signed in (`not_authenticated`), the CSRF check failed (`permission_denied`), "
+    "or a key was sent (`wrong_key_kind`): these operations take the portal's session only."
+)
+NO_SUCH_KEY = errors(e404="No such API key among yours (`not_found`).")
+CREATE_ERRORS = errors(
+    e400=INVALID,
+    e404="No such grant among your teams' grants (`not_found`, param `grant_id`).",
+    e409="You already have a key of this name in the grant (`conflict`).",
 )
 
 
@@ -59,8 +97,8 @@ def grant_of(*, user, reference: str):
 
 
 class KeyCreateInput(StrictInputSerializer):
-    name = serializers.CharField(max_length=100)
-    grant_id = serializers.CharField(max_length=100, help_text=GRANT_HELP)
+    name = NotBlankCharField(max_length=100)
+    grant_id = NotBlankCharField(max_length=100, help_text=GRANT_HELP)
     comment = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     expires_at = DateTimeField(required=False, allow_null=True, default=None, help_text=EXPIRY_HELP)
     monthly_credits_quota = credit_field(required=False, allow_null=True, help_text=QUOTA_HELP)
@@ -102,8 +140,16 @@ class ManagementApiKeyCreateApi(APIView):
         summary="Create an API key with a management key",
         description="For grants of the management key owner's teams. The key's secret is in "
         "the answer, once: it is stored only as a hash.",
-        request=InputSerializer,
-        responses={201: OutputSerializer},
+        request={JSON: InputSerializer},
+        responses={
+            201: OutputSerializer,
+            **CREATE_ERRORS,
+            **errors(
+                e401="No key, an unknown, expired or revoked one (`invalid_api_key`), or the "
+                "key of a deactivated account (`account_disabled`).",
+                e403="An API key instead of a management key (`wrong_key_kind`).",
+            ),
+        },
         tags=["Management"],
     )
     def post(self, request):
@@ -150,7 +196,7 @@ class ApiKeyListApi(OwnKeysApi):
         operation_id="api_keys_list",
         summary="Your API keys",
         parameters=[OpenApiParameter("archived", bool, description="true: the Archived keys tab")],
-        responses={200: OutputSerializer(many=True)},
+        responses={200: OutputSerializer(many=True), **SESSION_ERRORS},
         tags=["API keys"],
     )
     def get(self, request):
@@ -165,7 +211,7 @@ class ApiKeyDetailApi(OwnKeysApi):
     @extend_schema(
         operation_id="api_keys_retrieve",
         summary="One of your API keys",
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **SESSION_ERRORS, **NO_SUCH_KEY},
         tags=["API keys"],
     )
     def get(self, request, public_id):
@@ -184,8 +230,8 @@ class ApiKeyCreateApi(OwnKeysApi):
         operation_id="api_keys_create",
         summary="Create an API key",
         description="The secret is in the answer, once: it is stored only as a hash.",
-        request=InputSerializer,
-        responses={201: OutputSerializer},
+        request={JSON: InputSerializer},
+        responses={201: OutputSerializer, **CREATE_ERRORS, **SESSION_ERRORS},
         tags=["API keys"],
     )
     def post(self, request):
@@ -204,7 +250,7 @@ class ApiKeyRevokeApi(OwnKeysApi):
         summary="Revoke an API key",
         description="Requests with the key are refused from the next one on.",
         request=None,
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **SESSION_ERRORS, **NO_SUCH_KEY},
         tags=["API keys"],
     )
     def post(self, request, public_id):
@@ -220,7 +266,7 @@ class ApiKeyArchiveApi(OwnKeysApi):
         summary="Archive an API key",
         description="Revokes it at once, moves it to the archived keys and frees its name.",
         request=None,
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **SESSION_ERRORS, **NO_SUCH_KEY},
         tags=["API keys"],
     )
     def post(self, request, public_id):
@@ -243,8 +289,13 @@ class ApiKeyChangeLimitsApi(OwnKeysApi):
         summary="Change an API key's credit limits",
         description="A field left out keeps its value; null removes the limit. The expiration "
         "date can not change.",
-        request=InputSerializer,
-        responses={200: OutputSerializer},
+        request={JSON: InputSerializer},
+        responses={
+            200: OutputSerializer,
+            **errors(e400=f"{INVALID} Or the key is revoked or archived (`invalid_request`)."),
+            **SESSION_ERRORS,
+            **NO_SUCH_KEY,
+        },
         tags=["API keys"],
     )
     def post(self, request, public_id):
