@@ -251,12 +251,37 @@ SPECTACULAR_SETTINGS = {
     # No validator badge: Swagger UI would fetch it from validator.swagger.io, sending it the
     # schema's address, and the Content-Security-Policy refuses images from elsewhere.
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "validatorUrl": None},
+    # The OpenAI-compatible endpoints are plain async views (apps.gateway.views), which
+    # drf-spectacular does not see: apps.gateway.openapi describes them and adds them here.
+    "PREPROCESSING_HOOKS": ["apps.gateway.openapi.gateway_endpoints"],
     # Three choice sets of fields named "status": an API key's, a job's, and a job's or
     # "not_found" for an id asked about (apps/jobs/apis.py).
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": ["active", "expired", "revoked"],
         "JobStatusEnum": "apps.jobs.models.Status",
         "JobLookupStatusEnum": "apps.jobs.apis.LOOKUP_STATUSES",
+        # The gateway's error codes, one set per status (apps.gateway.openapi.ERROR_CODES).
+        "BadRequestCodeEnum": "apps.gateway.openapi.BAD_REQUEST_CODES",
+        "UnauthorizedCodeEnum": "apps.gateway.openapi.UNAUTHORIZED_CODES",
+        "ForbiddenCodeEnum": "apps.gateway.openapi.FORBIDDEN_CODES",
+        "NotFoundCodeEnum": "apps.gateway.openapi.NOT_FOUND_CODES",
+        "MethodNotAllowedCodeEnum": "apps.gateway.openapi.METHOD_NOT_ALLOWED_CODES",
+        "TooLargeCodeEnum": "apps.gateway.openapi.TOO_LARGE_CODES",
+        "TooManyRequestsCodeEnum": "apps.gateway.openapi.TOO_MANY_CODES",
+        "BadGatewayCodeEnum": "apps.gateway.openapi.BAD_GATEWAY_CODES",
+        "UnavailableCodeEnum": "apps.gateway.openapi.UNAVAILABLE_CODES",
+        "GatewayTimeoutCodeEnum": "apps.gateway.openapi.TIMEOUT_CODES",
+        # OpenAI's one-value "object" and "type" fields of the gateway's answers.
+        "ChatCompletionObjectEnum": ["chat.completion"],
+        "CompletionObjectEnum": ["text_completion"],
+        "EmbeddingObjectEnum": ["embedding"],
+        "ListObjectEnum": ["list"],
+        "ModelObjectEnum": ["model"],
+        "ResponseObjectEnum": ["response"],
+        "FunctionTypeEnum": ["function"],
+        "MessageTypeEnum": ["message"],
+        "FunctionCallTypeEnum": ["function_call"],
+        "OutputTextTypeEnum": ["output_text"],
     },
 }
 
