@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from apps.keys.auth import Refusal, api_key_authenticate, management_key_authenticate
+from apps.keys.services import api_key_create
 
 pytestmark = pytest.mark.browser
 
@@ -101,3 +103,40 @@ def test_it_serves_swagger_ui_with_authorize_from_our_own_server(
     page.click("button:text-is('Execute')")
     page.wait_for_selector(".live-responses-table .response-col_status:text-is('200')")
     assert elsewhere == []
+
+
+def test_swagger_ui_tries_a_streamed_chat_completion_with_a_pasted_api_key(
+    world, page, sign_in, devbackend
+):
+    """The guide's *Try it out*: paste an API key under Authorize, run chat completions with
+    stream: true, and read the stream as text."""
+    _, secret = api_key_create(grant=world.grant, owner=world.alice, name="swagger-key")
+    sign_in("alice")
+    page.goto("/api/docs")
+    page.click("button.authorize")
+    scheme = page.locator(".auth-container", has_text=re.compile(r"^ApiKey\W+\(http, Bearer\)"))
+    scheme.locator("input").fill(secret)
+    scheme.locator("button.authorize").click()
+    page.click("button.btn-done")
+
+    page.click("#operations-Inference-chat_completions_create .opblock-summary")
+    operation = page.locator("#operations-Inference-chat_completions_create")
+    operation.locator("button:text-is('Try it out')").click()
+    body = {
+        "model": world.chat_model.name,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "max_tokens": 20,
+        "stream": True,
+    }
+    operation.locator("textarea.body-param__text").fill(json.dumps(body))
+    operation.locator("button:text-is('Execute')").click()
+    operation.locator(".live-responses-table .response-col_status:text-is('200')").wait_for()
+    answer = operation.locator(".live-responses-table .response-col_description pre").first
+    text = answer.inner_text()
+    assert "chat.completion.chunk" in text and "data: [DONE]" in text
+    contents = [
+        json.loads(line[len("data: ") :])["choices"][0]["delta"].get("content") or ""
+        for line in text.splitlines()
+        if line.startswith("data: {") and '"choices":[{' in line
+    ]
+    assert "".join(contents).strip()  # the model's words, streamed
