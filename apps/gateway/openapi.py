@@ -9,7 +9,7 @@ bearer scheme comes from the view's authentication class, errors and headers are
 
 When a view changes what it answers, change its description here:
 ``apps/gateway/tests/test_openapi.py`` checks the served document and the schemathesis run
-(tests/test_schemathesis.py) sends generated requests to a live Anvil and checks every answer
+(tests/test_api_schema_fuzz.py) sends generated requests to a live Anvil and checks every answer
 against it.
 """
 
@@ -89,8 +89,9 @@ ERROR_TEXT = {
     403: "A management key (`wrong_key_kind`), a key whose grant is outside its validity dates "
     "(`grant_not_valid`), or a model the key's grant may not use or a non-commercial model "
     "for a commercial user (`model_not_allowed`).",
-    404: "An unknown model, or one the key's grant may not see (`model_not_found`), or an "
-    "address Anvil does not have (`unknown_url`, naming the method and path).",
+    404: "An unknown model, or one the key's grant may not see (`model_not_found`), an "
+    "address Anvil does not have (`unknown_url`, naming the method and path), or a key no "
+    "longer of its grant when the credits were held (`not_found`).",
     405: "A method the address does not take (`method_not_allowed`); `Allow` names the one it "
     "takes.",
     413: "The body is larger than GATEWAY_MAX_BODY_BYTES (`request_too_large`).",
