@@ -48,6 +48,8 @@ ERROR_CODES = {
         "wrong_model_kind",
         "context_length_exceeded",
         "backend_rejected",
+        "unsupported_content",
+        "unsupported_value",
     ],
     401: ["invalid_api_key", "account_disabled"],
     403: ["wrong_key_kind", "grant_not_valid", "model_not_allowed"],
@@ -82,7 +84,9 @@ ERROR_TEXT = {
     "`invalid_value`, `param` names the field), a model of another kind "
     "(`wrong_model_kind`), a prompt and max_tokens over the model's context window "
     "(`context_length_exceeded`, in OpenAI's words: \"This model's maximum context length is N "
-    "tokens. However, you requested M tokens…\"), or refused by the model's backend "
+    'tokens. However, you requested M tokens…"), input or a setting Anvil can not give this '
+    "model's backend (`unsupported_content`, `unsupported_value`: the Responses API's files, "
+    "built-in tools, `previous_response_id`), or refused by the model's backend "
     "(`backend_rejected`, its message passed on).",
     401: "No key, an unknown, expired, revoked or archived one (`invalid_api_key`), or the key "
     "of a deactivated account (`account_disabled`).",
@@ -797,7 +801,7 @@ class ResponseObject(serializers.Serializer):
     model = serializers.CharField()
     output = PolymorphicProxySerializer(
         component_name="ResponseOutputItem",
-        serializers=[ResponseOutputMessage, ResponseFunctionCall],
+        serializers={"message": ResponseOutputMessage, "function_call": ResponseFunctionCall},
         resource_type_field_name="type",
         many=True,
     )
