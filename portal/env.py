@@ -6,6 +6,7 @@ a message an operator can act on.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import zoneinfo
 from decimal import Decimal, InvalidOperation
@@ -42,6 +43,14 @@ def env_int(name: str, default: int, *, minimum: int = 0, environ=os.environ) ->
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def env_port(name: str, default: int, *, environ=os.environ) -> int:
+    """A TCP port, or 0 for none."""
+    value = env_int(name, default, environ=environ)
+    if value > 65535:
+        raise ImproperlyConfigured(f"{name} must be a port number (1-65535) or 0, not {value}")
     return value
 
 
@@ -104,6 +113,44 @@ def env_pairs(name: str, *, environ=os.environ) -> dict[str, str]:
     return pairs
 
 
+def env_networks(name: str, *, environ=os.environ) -> tuple | None:
+    """``10.0.0.0/8, 192.0.2.7, ::1`` → the IP networks (an address alone is a network of one);
+    unset or empty: None."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be IP addresses or networks such as 10.0.0.0/8, not {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def env_metrics_dir(name: str, *, environ=os.environ) -> str:
+    """prometheus_client's multiprocess directory, which it reads from the environment itself
+    (every process of a host writes its own files there and a scrape adds them up): required,
+    created when missing, writable."""
+    path = environ.get(name, "").strip()
+    if not path:
+        raise ImproperlyConfigured(
+            f"METRICS_ENABLED needs {name}: a directory the server's processes share, emptied "
+            "before the server starts (e.g. a tmpfs)"
+        )
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name} {path!r} can not be made: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(f"{name} {path!r} is not a writable directory")
+    return path
+
+
 def env_time_zone(name: str, default: str, *, environ=os.environ) -> str:
     value = environ.get(name, default).strip()
     try:
@@ -139,6 +186,14 @@ def env_redis_url(name: str, *, environ=os.environ) -> str | None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"{name} must be a redis:// URL, not {url!r}")
     return url
+
+
+def env_token(name: str, *, minimum_length: int = 16, environ=os.environ) -> str:
+    """A shared secret that may be left unset (empty); set, at least ``minimum_length`` long."""
+    value = environ.get(name, "").strip()
+    if value and len(value) < minimum_length:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum_length} characters long")
+    return value
 
 
 def env_secret(name: str, *, debug: bool, dev_default: str, environ=os.environ) -> str:

@@ -14,12 +14,16 @@ from portal.env import (
     env_decimal,
     env_int,
     env_list,
+    env_metrics_dir,
+    env_networks,
     env_pairs,
+    env_port,
     env_proxy_ssl_header,
     env_redis_url,
     env_secret,
     env_str,
     env_time_zone,
+    env_token,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -432,6 +436,21 @@ GATEWAY_DURABLE_HOLDS = env_bool("GATEWAY_DURABLE_HOLDS", False)
 # A key's next credit hold is placed while its current request runs (apps/usage/ready.py).
 GATEWAY_READY_HOLDS = env_bool("GATEWAY_READY_HOLDS", True)
 GATEWAY_READY_HOLD_SECONDS = env_int("GATEWAY_READY_HOLD_SECONDS", 2, minimum=1)
+
+# Prometheus metrics (README, "Metrics"): recorded per process (apps/gateway/metrics.py) and
+# served at /metrics (portal/metrics.py). Off: nothing is recorded and /metrics answers 404.
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+# 0: /metrics on the server's own port; else a listener of its own on METRICS_HOST:METRICS_PORT
+# in every server process (SO_REUSEPORT: any of them answers for all).
+METRICS_PORT = env_port("METRICS_PORT", 0)
+METRICS_HOST = env_str("METRICS_HOST", "127.0.0.1")
+# Who may scrape: with METRICS_TOKEN, requests bearing it; with METRICS_ALLOWED_ADDRESSES,
+# clients from those networks; with both, both; with neither, loopback clients only.
+METRICS_TOKEN = env_token("METRICS_TOKEN")
+METRICS_ALLOWED_ADDRESSES = env_networks("METRICS_ALLOWED_ADDRESSES")
+if METRICS_ENABLED:
+    # prometheus_client reads this variable itself, when it is first imported (after this).
+    PROMETHEUS_MULTIPROC_DIR = env_metrics_dir("PROMETHEUS_MULTIPROC_DIR")
 
 # Where people ask for access to a model (the Models page's "Request access" link); no link
 # when unset.

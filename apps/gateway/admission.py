@@ -28,6 +28,7 @@ from django.conf import settings
 
 from apps.core.exceptions import ApplicationError
 from apps.core.logs import current_request
+from apps.gateway import metrics
 from apps.gateway.catalog import ENDPOINT_KINDS, KIND_NAMES, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
 from apps.gateway.slots import QueueFull, model_slot
@@ -150,6 +151,7 @@ class Admission:
             "remaining": None if after is None else str(after.remaining),
             "limited_by": None if after is None else after.limited_by,
         }
+        metrics.ended(self, exc)
         return self.charged
 
     def headers(self) -> dict[str, str]:

@@ -33,6 +33,7 @@ class ServedModel:
     tags: tuple[str, ...]
     active: bool  # the operator's switch
     healthy: bool  # the backend answered its last health probe (apps.catalog.probes)
+    backend: str  # its name in the catalog
     base_url: str
     backend_secret: str
     last_check: datetime | None
@@ -74,6 +75,7 @@ def _served(model: CatalogModel) -> ServedModel:
         tags=tuple(model.tags),
         active=model.active,
         healthy=model.healthy,
+        backend=model.backend.name,
         base_url=model.backend.base_url.rstrip("/"),
         backend_secret=model.backend.secret(),
         last_check=model.last_checked_at,
@@ -98,6 +100,11 @@ async def current_catalog() -> CatalogSnapshot:
     if snapshot is None or time.monotonic() - snapshot.loaded_at > max_age:
         snapshot = _snapshot = await sync_to_async(load_snapshot, thread_sensitive=False)()
     return snapshot
+
+
+def cached_catalog() -> CatalogSnapshot | None:
+    """The snapshot this process holds, however old; None before the first request."""
+    return _snapshot
 
 
 def forget_catalog(**kwargs) -> None:

@@ -48,6 +48,7 @@ from django.utils.log import log_response
 
 from apps.core.access_log import log_access
 from apps.core.logs import request_id_header
+from apps.gateway import metrics
 from apps.gateway.request import GatewayRequest, path_info
 from lib.asgi import (
     CancelOnDisconnect,
@@ -192,6 +193,7 @@ class GatewayHandler(ASGIHandler):
         return response
 
     async def send_response(self, response, send):
+        metrics.responded(response.status_code)
         if response.streaming and not response.is_async:
             await super().send_response(response, send)
         elif response.streaming:

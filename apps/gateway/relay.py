@@ -19,6 +19,7 @@ from contextlib import aclosing
 
 from django.conf import settings
 
+from apps.gateway import metrics
 from apps.gateway.admission import Admission, admitted
 from apps.gateway.errors import GatewayError
 from apps.gateway.upstream import backend_post
@@ -65,6 +66,7 @@ async def _open(admission: Admission, path: str, body: dict) -> BackendResponse:
     """The backend's answer, its status 200 (else the GatewayError it amounts to)."""
     model = admission.model
     admission.tally.forwarded = True
+    metrics.forwarded()
     try:
         response = await backend_post(
             model.base_url + path, body=json.dumps(body).encode(), secret=model.backend_secret
@@ -263,6 +265,7 @@ async def chain(first, rest):
     """``first``, then the rest; closing this closes the rest at once (so the admission ends
     inside the caller's close, which a graceful shutdown waits for)."""
     async with aclosing(rest):
+        metrics.first_token()  # the stream's first event goes out
         yield first
         async for event in rest:
             yield event

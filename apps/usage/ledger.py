@@ -54,6 +54,7 @@ from apps.usage.exceptions import Limit, QuotaExceeded
 from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
 from apps.usage.periods import period_for
 from apps.usage.selectors import BudgetStatus, budget_status
+from apps.usage.signals import ledger_row_capped
 from lib.aio import keep
 
 logger = logging.getLogger(__name__)
@@ -354,7 +355,8 @@ def settle(hold: Hold, usage: Usage) -> LedgerEntry | None:
 
 
 def warn_capped(hold: Hold, usage: Usage, entry: LedgerEntry) -> None:
-    """Log a ``capped`` ledger row at WARNING: what was held, what the request really cost."""
+    """Log a ``capped`` ledger row at WARNING: what was held, what the request really cost;
+    and send ``ledger_row_capped`` (a receiver's failure never reaches the settlement)."""
     cost = _cost(hold, usage)
     capped_logger.warning(
         "Capped: request of key %s on model %s cost %s credits, held %s (charged %s)",
@@ -366,6 +368,7 @@ def warn_capped(hold: Hold, usage: Usage, entry: LedgerEntry) -> None:
             "completion_tokens": usage.completion_tokens, "ledger_entry_id": entry.pk,
         },
     )  # fmt: skip
+    ledger_row_capped.send_robust(sender=LedgerEntry, hold=hold, entry=entry)
 
 
 def _entry_fields(hold: Hold, usage: Usage) -> dict:
