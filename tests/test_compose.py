@@ -184,6 +184,13 @@ def test_worker_and_beat_are_the_readmes_and_beat_is_make_runs(services):
     )
 
 
+def test_web_keeps_its_metrics_in_a_directory_empty_at_every_start(services):
+    """prometheus_client's multiprocess directory must not outlive the server (README,
+    "Metrics"): a tmpfs, which every start of the container mounts empty."""
+    web = services["web"]
+    assert web["environment"]["PROMETHEUS_MULTIPROC_DIR"] in web["tmpfs"]
+
+
 def test_every_service_built_here_uses_a_dockerfile_that_exists(services):
     for name, service in services.items():
         build = service.get("build")
