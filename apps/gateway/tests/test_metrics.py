@@ -294,3 +294,53 @@ def _check_gauges(samples) -> None:
     assert value(samples, "anvil_model_active", model="resting-chat") == 1
     assert value(samples, "anvil_metrics_source_up", source="postgresql") == 1
     assert value(samples, "anvil_metrics_source_up", source="redis") == 1
+
+
+def test_uvicorn_workers_share_the_metrics_port_and_add_up(world, devbackend, tmp_path):
+    """uvicorn --workers 2: each worker opens the metrics port (SO_REUSEPORT) at its start,
+    and whichever answers a scrape counts every worker's requests."""
+    if connection.vendor != "postgresql":
+        pytest.skip("two server processes share the ledger through PostgreSQL")
+    world.backend.base_url = f"{devbackend}/v1"
+    world.backend.save()
+    _, secret = api_key_create(grant=world.grant, owner=world.bob, name="workers")
+    directory, port, log = tmp_path / "metrics", free_port(), tmp_path / "anvil.log"
+    env = {
+        "METRICS_ENABLED": "true", "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "METRICS_PORT": str(port),
+    }  # fmt: skip
+    key = ("anvil_requests_total", frozenset(_ok("chat-small").items()))
+    server = start_anvil_processes(workers=2, log_path=log, extra_env=env)
+    sent = 0
+    try:
+        eventually(lambda: log.read_text().count("Application startup complete.") == 2,
+                   timeout=30, what="both workers started")  # fmt: skip
+        body = {"model": "chat-small", "messages": HI, "max_tokens": 4}
+        headers = {"Authorization": f"Bearer {secret}"}
+        limits = httpx.Limits(max_keepalive_connections=0)  # a connection each: any worker
+        with httpx.Client(trust_env=False, timeout=30, limits=limits) as client:
+
+            def both_served() -> bool:
+                nonlocal sent
+                for _ in range(10):
+                    url = f"{server.url}/api/v1/chat/completions"
+                    assert client.post(url, json=body, headers=headers).status_code == 200
+                    sent += 1
+                served = [share for share in per_process(directory).values() if share.get(key)]
+                return len(served) == 2
+
+            eventually(both_served, timeout=30, what="a request served by each worker")
+
+        def counted():
+            samples = scrape(f"http://127.0.0.1:{port}/metrics")
+            assert samples.get(key) == sent
+            return samples
+
+        samples = eventually(counted, timeout=10, what="both workers' requests flushed")
+    finally:
+        stop_anvil_processes(server)
+
+    assert "startup failed" not in log.read_text()
+    shares = per_process(directory)
+    assert len(shares) == 2
+    assert sum(share[key] for share in shares.values()) == samples[key] == sent
