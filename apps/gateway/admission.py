@@ -28,9 +28,9 @@ from django.conf import settings
 
 from apps.core.exceptions import ApplicationError
 from apps.core.logs import current_request
-from apps.gateway import metrics
 from apps.gateway.catalog import ENDPOINT_KINDS, KIND_NAMES, CatalogSnapshot, ServedModel
 from apps.gateway.errors import GatewayError
+from apps.gateway.metrics import ended as record_metrics
 from apps.gateway.slots import QueueFull, model_slot
 from apps.gateway.tokens import PromptSize
 from apps.keys.auth import AuthResult, aapi_key_authenticate, aapi_key_standing
@@ -151,7 +151,7 @@ class Admission:
             "remaining": None if after is None else str(after.remaining),
             "limited_by": None if after is None else after.limited_by,
         }
-        metrics.ended(self, exc)
+        record_metrics(self, exc)  # tokens, credits, outcome (apps/gateway/metrics.py)
         return self.charged
 
     def headers(self) -> dict[str, str]:
