@@ -4,6 +4,7 @@ forwarded as admitted. Nothing slips past the hold and the slot after admission.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import httpx
@@ -95,7 +96,7 @@ def test_a_failure_after_admission_gives_the_slot_and_the_hold_back(gateway, mon
     def broken(*args, **kwargs):
         raise RuntimeError("a bug between admission and relay")
 
-    monkeypatch.setattr(views, "upstream_body", broken)
+    monkeypatch.setattr(views, "CHAT", dataclasses.replace(views.CHAT, upstream=broken))
     gateway.add_model("only-one", upstream="chat-small", max_concurrency=1, queue_size=0)
     for _ in range(2):  # the second would find the only slot taken if the first kept it
         with pytest.raises(openai.InternalServerError):
