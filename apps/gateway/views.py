@@ -140,10 +140,9 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
     judged as if its secret had been sent)."""
     secret = None if key_id is not None else _secret(request)
     try:
-        catalog = await current_catalog()
         try:
-            if endpoint is RESPONSES:
-                parsed = parse_responses(request, catalog)
+            if endpoint is RESPONSES:  # native or translated: the model's backend decides
+                parsed = parse_responses(request, await current_catalog())
             else:
                 parsed = parse(request, endpoint)
             note_model(parsed.model_name)  # for the request's log lines (apps.core.logs)
@@ -156,7 +155,7 @@ async def serve(request, endpoint: Endpoint, key_id: int | None = None) -> HttpR
             prompt=parsed.prompt, max_tokens=parsed.max_tokens, choices=parsed.choices,
             key_id=key_id,
         )  # fmt: skip
-        admitting = admitted(ask, catalog)
+        admitting = admitted(ask, await current_catalog())
         if parsed.stream:
             return await _answer_stream(admitting, parsed)
         async with admitting as admission:
