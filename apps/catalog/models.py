@@ -38,6 +38,16 @@ def validate_backend_url(value: str) -> None:
         raise ValidationError(message)
 
 
+class Tokenize(models.TextChoices):
+    """How a backend counts a chat prompt as its engine renders it (its chat template
+    included), for streams that end without usage: ``POST /tokenize`` as vLLM takes it, or
+    llama.cpp's server's ``POST /apply-template`` then ``POST /tokenize``."""
+
+    NONE = "", "none"
+    VLLM = "vllm", "vLLM"
+    LLAMA_CPP = "llama.cpp", "llama.cpp server"
+
+
 class Backend(models.Model):
     """An OpenAI-compatible inference server: vLLM, Ollama, llama.cpp server, TGI, …"""
 
@@ -51,6 +61,13 @@ class Backend(models.Model):
         max_length=100,
         blank=True,
         help_text="Name of the environment variable holding this backend's secret, if any.",
+    )
+    tokenize = models.CharField(
+        max_length=16,
+        choices=Tokenize.choices,
+        blank=True,
+        default=Tokenize.NONE,
+        help_text="How the backend counts a rendered chat prompt (for streams without usage).",
     )
 
     class Responses(models.TextChoices):
@@ -97,6 +114,45 @@ def validate_tags(value) -> None:
         )
 
 
+IMAGE_TILE_FIELDS = {
+    # field: (default, minimum) — OpenAI's rule: an image fits in 2048 x 2048, then its
+    # shortest side in 768 px; 512-px tiles of 170 tokens each, plus 85 (detail "low": 85 only)
+    "tile_size": (512, 1),
+    "tokens_per_tile": (170, 0),
+    "base_tokens": (85, 0),
+    "max_long_side": (2048, 1),
+    "max_short_side": (768, 1),
+}
+
+
+def _whole(value, minimum: int) -> bool:
+    return type(value) is int and minimum <= value <= 2**31 - 1
+
+
+def validate_image_tokens(value) -> None:
+    """What an image costs on a vision model: a whole number of tokens per image, or the
+    tiles rule as a mapping of IMAGE_TILE_FIELDS (each optional, OpenAI's when missing)."""
+    if value is None or _whole(value, 1):
+        return
+    if not isinstance(value, dict) or not value:
+        raise ValidationError(
+            "Give a whole number of tokens per image, or a mapping of "
+            f"{', '.join(IMAGE_TILE_FIELDS)}."
+        )
+    unknown = sorted(str(key) for key in value if key not in IMAGE_TILE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"Unknown image_tokens field(s) {', '.join(unknown)}; known fields are "
+            f"{', '.join(IMAGE_TILE_FIELDS)}."
+        )
+    for key, number in value.items():
+        minimum = IMAGE_TILE_FIELDS[key][1]
+        if not _whole(number, minimum):
+            raise ValidationError(f"image_tokens.{key} must be a whole number >= {minimum}.")
+    if value.get("max_short_side", 768) > value.get("max_long_side", 2048):
+        raise ValidationError("image_tokens.max_short_side must not exceed max_long_side.")
+
+
 class CatalogModel(models.Model):
     """A model clients name in their requests, with its price and its limits."""
 
@@ -117,6 +173,21 @@ class CatalogModel(models.Model):
     max_concurrency = models.PositiveIntegerField(default=4, validators=[MinValueValidator(1)])
     queue_size = models.PositiveIntegerField(default=16)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    # What Anvil counts for an image part (vision models only; apps.gateway.tokens sizes it):
+    # None is OpenAI's tiles rule, an int a fixed count, a dict the tiles rule's fields.
+    image_tokens = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_image_tokens],
+        help_text="Vision models: tokens per image (a number), or the tiles rule "
+        "{tile_size, tokens_per_tile, base_tokens, max_long_side, max_short_side}; "
+        "empty: OpenAI's tiles (85 + 170 per 512-px tile).",
+    )
+    template_tokens = models.PositiveIntegerField(
+        default=0,
+        help_text="Tokens the model's chat template adds to a chat prompt beyond 4 per message "
+        "(a default system prompt, the assistant's header), counted in every estimate.",
+    )
     # The operator's switch. Health is separate: the probes never touch ``active``.
     active = models.BooleanField(default=True)
     # Set by the backend health probes (apps.catalog.probes): whether the backend answered the
@@ -142,6 +213,17 @@ class CatalogModel(models.Model):
     def available(self) -> bool:
         """Shown as Active and served: switched on by operators and passing health checks."""
         return self.active and self.healthy
+
+    @property
+    def takes_images(self) -> bool:
+        """A vision-language model (its kind or its tag): chat messages may carry images."""
+        return self.kind == Kind.VLM or Tag.VLM in self.tags
+
+    def clean(self) -> None:
+        if self.image_tokens is not None and not self.takes_images:
+            raise ValidationError(
+                {"image_tokens": "Only a vision-language model (kind vlm or tag VLM) takes images."}
+            )
 
     @property
     def is_non_commercial(self) -> bool:

@@ -22,7 +22,9 @@ from apps.catalog.models import (
     CatalogModel,
     Kind,
     Tag,
+    Tokenize,
     validate_backend_url,
+    validate_image_tokens,
 )
 from apps.core.exceptions import ApplicationError
 
@@ -194,6 +196,21 @@ def _choice(values: list[str]) -> Callable[[Any], str]:
     return check
 
 
+def _tokenize(value: Any) -> str:
+    if value not in Tokenize.values or not value:
+        raise _Invalid(f"must be one of {', '.join(v for v in Tokenize.values if v)}")
+    return value
+
+
+def _image_tokens(value: Any) -> int | dict:
+    try:
+        validate_image_tokens(value)
+    except ValidationError as error:
+        message = " ".join(error.messages).rstrip(".")
+        raise _Invalid(f"is wrong: {message}") from None
+    return value
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Invalid("must be true or false")
@@ -208,6 +225,7 @@ BACKEND_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "base_url": (_url, REQUIRED),
     "api_key_env": (_env_name, ""),
     "responses": (_choice(Backend.Responses.values), Backend.Responses.TRANSLATED),
+    "tokenize": (_tokenize, Tokenize.NONE),
 }
 MODEL_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "name": (_text, REQUIRED),
@@ -220,6 +238,8 @@ MODEL_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "max_concurrency": (_whole(1), _model_default("max_concurrency").default),
     "queue_size": (_whole(0), _model_default("queue_size").default),
     "tags": (_tags, []),
+    "image_tokens": (_image_tokens, None),  # None: OpenAI's tiles rule (vision models)
+    "template_tokens": (_whole(0), 0),
     "active": (_boolean, True),
 }
 

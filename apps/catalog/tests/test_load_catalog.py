@@ -316,6 +316,36 @@ BAD_FILES = {
         catalog(EDITED, EMBED, bad_model() + "    prompt_price: 2\n"),
         "not valid YAML: line 27, column 5: duplicate key 'prompt_price'",
     ),
+    "image_tokens on a model that takes no images": (
+        catalog(EDITED, EMBED, bad_model(image_tokens="576")),
+        M2 + "image_tokens: Only a vision-language model (kind vlm or tag VLM) takes images.",
+    ),
+    "image_tokens of no tokens": (
+        catalog(EDITED, EMBED, bad_model(kind="vlm", image_tokens="0")),
+        M2 + "image_tokens is wrong: Give a whole number of tokens per image, or a mapping of",
+    ),
+    "unknown image_tokens field": (
+        catalog(EDITED, EMBED, bad_model(kind="vlm", image_tokens="{tiles: 512}")),
+        M2 + "image_tokens is wrong: Unknown image_tokens field(s) tiles; known fields are "
+        "tile_size, tokens_per_tile, base_tokens, max_long_side, max_short_side, "
+        "got {'tiles': 512}",
+    ),
+    "fractional tile size": (
+        catalog(EDITED, EMBED, bad_model(kind="vlm", image_tokens="{tile_size: 1.5}")),
+        M2 + "image_tokens is wrong: image_tokens.tile_size must be a whole number >= 1",
+    ),
+    "negative template_tokens": (
+        catalog(EDITED, EMBED, bad_model(template_tokens="-3")),
+        M2 + "template_tokens must be a whole number >= 0, got -3",
+    ),
+    "unknown tokenize": (
+        catalog(
+            EDITED,
+            backends=BACKENDS + "  - name: gpu-1\n    base_url: http://g:1/v1\n"
+            "    tokenize: ollama\n",
+        ),
+        "backends[1] (gpu-1): tokenize must be one of vllm, llama.cpp, got 'ollama'",
+    ),
     "not a mapping": ("- anvil-small\n- anvil-embed\n", "the file must be a mapping"),
     "empty file": ("# nothing here\n", "the file must be a mapping with"),
 }
@@ -341,6 +371,25 @@ def test_it_raises_an_application_error_from_the_service():
         " vlm, got 'audio'"
     )
     assert not CatalogModel.objects.exists() and not Backend.objects.exists()
+
+
+def test_it_loads_how_images_the_template_and_the_backend_count(tmp_path):
+    vision = bad_model(
+        name="vision", kind="vlm", template_tokens="25",
+        image_tokens="{tile_size: 336, tokens_per_tile: 144, base_tokens: 0}",
+    )  # fmt: skip
+    fixed = bad_model(name="qwen-vl", kind="chat", tags="[VLM]", image_tokens="1280")
+    tokenized = BACKENDS.replace("    api_key_env", "    tokenize: vllm\n    api_key_env")
+    load(write(tmp_path, catalog(SMALL, vision, fixed, backends=tokenized)))
+    model = CatalogModel.objects.get(name="vision")
+    assert model.image_tokens == {"tile_size": 336, "tokens_per_tile": 144, "base_tokens": 0}
+    assert model.template_tokens == 25 and model.backend.tokenize == "vllm"
+    assert CatalogModel.objects.get(name="qwen-vl").image_tokens == 1280
+    small = CatalogModel.objects.get(name="anvil-small")
+    assert (small.image_tokens, small.template_tokens, small.takes_images) == (None, 0, False)
+    assert "models: 0 created, 0 updated, 3 unchanged" in load(
+        write(tmp_path, catalog(SMALL, vision, fixed, backends=tokenized))
+    )
 
 
 def test_it_refuses_a_file_it_cannot_read(tmp_path):
