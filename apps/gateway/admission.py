@@ -32,7 +32,7 @@ from apps.gateway.catalog import ENDPOINT_KINDS, KIND_NAMES, CatalogSnapshot, Se
 from apps.gateway.errors import GatewayError
 from apps.gateway.metrics import ended as record_metrics
 from apps.gateway.slots import QueueFull, model_slot
-from apps.gateway.tokens import PromptSize
+from apps.gateway.tokens import PromptSize, for_model
 from apps.keys.auth import AuthResult, aapi_key_authenticate, aapi_key_standing
 from apps.keys.models import ApiKey
 from apps.usage import ledger
@@ -113,7 +113,9 @@ class Admission:
     hold: Hold
     slot: object  # slots.model_slot, taken
     prompt_estimate: int
-    max_tokens: int | None  # what the backend is asked for; None when the client set none
+    # The completion limit forwarded to the backend: what the hold covers per choice, whether
+    # the client sent a limit or not (None for embeddings).
+    max_tokens: int | None
     lowered: bool  # max_tokens was lowered to what the budget affords
     started: float  # time.monotonic() before the hold: the request's deadline counts from here
     request_id: str = ""  # the answer's X-Request-ID, written on the ledger row
@@ -200,34 +202,36 @@ class admitted:
         model = check_model(
             key=key, catalog=self.catalog, name=ask.model_name, endpoint=ask.endpoint
         )
+        prompt = for_model(ask.prompt, model)  # its images and chat template, by its rules
         budget = completion_budget(
-            model=model, prompt=ask.prompt, max_tokens=ask.max_tokens, endpoint=ask.endpoint
+            model=model, prompt=prompt, max_tokens=ask.max_tokens, endpoint=ask.endpoint
         )
         slot = model_slot(
             model=model.name, max_concurrency=model.max_concurrency,
             queue_size=model.queue_size, grant_id=key.grant_id,
         )  # fmt: skip
-        hold = await _hold_and_slot(self._plan(key, model, budget), slot, request_id)
-        per_choice = min(hold.max_completion_tokens // self.ask.choices, budget)
-        lowered = per_choice < budget
+        hold = await _hold_and_slot(self._plan(key, model, prompt, budget), slot, request_id)
+        per_choice = min(hold.max_completion_tokens // ask.choices, budget)
         self.admission = Admission(
-            key=key, model=model, hold=hold, slot=slot, prompt_estimate=self.ask.prompt.estimate,
-            max_tokens=per_choice if (lowered or self.ask.max_tokens is not None) else None,
-            lowered=lowered, started=started, request_id=request_id,
+            key=key, model=model, hold=hold, slot=slot, prompt_estimate=prompt.estimate,
+            max_tokens=None if ask.endpoint == "embeddings" else per_choice,
+            lowered=per_choice < budget, started=started, request_id=request_id,
         )  # fmt: skip
         return self.admission
 
     async def __aexit__(self, exc_type, exc, traceback) -> None:
         self.admission.end(exc)
 
-    def _plan(self, key: ApiKey, model: ServedModel, budget: int) -> ledger.Plan:
+    def _plan(
+        self, key: ApiKey, model: ServedModel, prompt: PromptSize, budget: int
+    ) -> ledger.Plan:
         """The hold: the prompt once, ``budget`` completion tokens for each of the choices.
         With several choices the hold is all or nothing (max_tokens is not lowered)."""
         ask = self.ask
         partial = settings.GATEWAY_PARTIAL_MAX_TOKENS and ask.endpoint != "embeddings"
         return ledger.Plan(
             api_key_id=key.id, grant_id=key.grant_id, user_id=key.owner_id, model=model,
-            prompt_tokens=ask.prompt.upper_bound, max_completion_tokens=budget * ask.choices,
+            prompt_tokens=prompt.upper_bound, max_completion_tokens=budget * ask.choices,
             allow_partial=partial and ask.choices == 1,
             ttl_seconds=settings.GATEWAY_REQUEST_MAX_SECONDS + HOLD_MARGIN_SECONDS,
             version=getattr(key, "cache_version", None),

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from apps.catalog.models import Backend, CatalogModel, Kind, Tag
+from apps.gateway.tokens import image_sizes
 from apps.grants.models import Grant
 
 
@@ -31,6 +32,10 @@ class ServedModel:
     max_concurrency: int
     queue_size: int
     tags: tuple[str, ...]
+    # (tokens of a low-detail image, of any other) by the model's rule; None: takes no images
+    image_tokens: tuple[int, int] | None
+    template_tokens: int  # what its chat template adds to a chat prompt (tokens.for_model)
+    tokenize: str  # how its backend counts a rendered chat prompt ("" when it can not)
     active: bool  # the operator's switch
     healthy: bool  # the backend answered its last health probe (apps.catalog.probes)
     backend: str  # its name in the catalog
@@ -73,6 +78,9 @@ def _served(model: CatalogModel) -> ServedModel:
         max_concurrency=model.max_concurrency,
         queue_size=model.queue_size,
         tags=tuple(model.tags),
+        image_tokens=image_sizes(model.image_tokens) if model.takes_images else None,
+        template_tokens=model.template_tokens,
+        tokenize=model.backend.tokenize,
         active=model.active,
         healthy=model.healthy,
         backend=model.backend.name,

@@ -25,16 +25,24 @@ from apps.keys.auth import bearer_secret
 
 
 def upstream_body(body: dict, admission, *, stream: bool) -> dict:
-    """The body the backend gets: the client's, for the admitted model and max_tokens."""
+    """The body the backend gets: the client's, for the admitted model, with the completion
+    limit the hold covers — always, so no backend generates more than was held: the client's
+    own limit, lowered when its budget affords less, or, when it sent none, the rest of the
+    context window (or what the budget affords). vLLM's ``min_tokens`` above it is lowered
+    to it (a backend would otherwise generate past the hold)."""
     upstream = dict(body)
     upstream["model"] = admission.model.upstream_model
     if "stream" in body:
         upstream["stream"] = stream  # the older quick-start sends the string 'false'
-    if admission.max_tokens is not None:
+    limit = admission.max_tokens
+    if limit is not None:
         # every limit the client sent says what was admitted (a backend may read either)
         fields = [f for f in ("max_completion_tokens", "max_tokens") if body.get(f) is not None]
         for field in fields or ["max_tokens"]:
-            upstream[field] = admission.max_tokens
+            upstream[field] = limit
+        least = body.get("min_tokens")
+        if type(least) is int and least > limit:
+            upstream["min_tokens"] = limit
     if stream:
         options = body.get("stream_options")
         upstream["stream_options"] = {

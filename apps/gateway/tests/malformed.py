@@ -42,6 +42,7 @@ ODD_VALUES = [
 FIELDS = [
     "model", "messages", "prompt", "input", "max_tokens", "max_completion_tokens", "stream",
     "stream_options", "n", "tools", "tool_choice", "encoding_format", "temperature", "user",
+    "functions", "min_tokens",
 ]  # fmt: skip
 
 CONTENT_PARTS = [
@@ -52,6 +53,11 @@ CONTENT_PARTS = [
     {"type": "text", "text": {"text": {"text": "deep"}}},
     {"type": "image_url", "image_url": {"url": "data:,"}},
     {"type": "image_url"},
+    {"type": "image_url", "image_url": {"url": "data:,", "detail": ["low"]}},
+    {"type": "input_image", "image_url": 5, "detail": "low"},
+    {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}},
+    {"type": ["text"]},
+    {"type": {"type": "text"}},
     {"content": "x"},
     {},
     "bare string",
@@ -72,7 +78,7 @@ def _odd(rng: random.Random):
 def _mutate_messages(rng: random.Random, body: dict) -> None:
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     index = rng.randrange(len(messages))
-    what = rng.randrange(5)
+    what = rng.randrange(6)
     if what == 0:
         messages[index] = _odd(rng)
     elif what == 1:
@@ -81,8 +87,11 @@ def _mutate_messages(rng: random.Random, body: dict) -> None:
         messages[index]["content"] = _odd(rng)
     elif what == 3:
         messages[index]["content"] = rng.sample(CONTENT_PARTS, rng.randint(1, 4))
-    else:
+    elif what == 4:
         del messages[index]["role" if rng.random() < 0.5 else "content"]
+    else:  # what a template renders beside the content: names, tool calls
+        field = rng.choice(["name", "tool_call_id", "tool_calls", "function_call"])
+        messages[index][field] = rng.choice([_odd(rng), [{"function": _odd(rng)}]])
     body["messages"] = messages
 
 
