@@ -28,6 +28,9 @@ Endpoints
 - ``POST /v1/embeddings``: ``input`` is a string, a list of strings, a token list or a list
   of token lists; ``encoding_format`` float (default) or base64 (little-endian float32);
   ``dimensions`` (default 32). Vectors are unit length and derived from a hash of the input.
+- ``POST /tokenize`` (vLLM's, at the root): ``{"model", "messages"}`` or ``{"model",
+  "prompt"}`` → ``{"count", "max_model_len", "tokens"}``, the prompt tokens as counted below
+  (every token id 0). Needs the API key like ``/v1``.
 - ``GET /dev/stats`` → ``{"in_flight", "max_in_flight", "requests", "cancelled"}`` over the
   valid requests to the inference endpoints (``POST /v1/...``, counted from the end of
   validation to the last byte); ``cancelled`` counts those whose client went away before

@@ -62,7 +62,7 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     return {"limit": limit, "min_tokens": min_tokens, "ignore_eos": _flag(body, "ignore_eos")}
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+def messages_of(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list.", param="messages")
@@ -75,7 +75,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def chat_reply(body: dict[str, Any], *, context_tokens: int = text.DEFAULT_CONTEXT_TOKENS) -> Reply:
-    model, messages = model_of(body), _messages(body)
+    model, messages = model_of(body), messages_of(body)
     stream, include_usage = _streaming(body)
     sampling = _sampling(body)
     seed, user_text = text.seed(messages), text.last_user_text(messages)
@@ -130,14 +130,19 @@ def _inputs(value: Any, *, param: str) -> list[str | list[int]]:
     )
 
 
+def prompt_of(body: dict[str, Any]) -> str | list[int]:
+    """The one prompt of a completions (or tokenize) body."""
+    prompts = _inputs(body.get("prompt"), param="prompt")
+    if len(prompts) != 1:
+        raise BadRequest("The dev backend takes one prompt per request.", param="prompt")
+    return prompts[0]
+
+
 def completion_reply(
     body: dict[str, Any], *, context_tokens: int = text.DEFAULT_CONTEXT_TOKENS
 ) -> Reply:
     model = model_of(body)
-    prompts = _inputs(body.get("prompt"), param="prompt")
-    if len(prompts) != 1:
-        raise BadRequest("The dev backend takes one prompt per request.", param="prompt")
-    prompt = prompts[0]
+    prompt = prompt_of(body)
     stream, include_usage = _streaming(body)
     prompt_text = prompt if isinstance(prompt, str) else ""
     prompt_tokens = text.prompt_tokens(prompt)

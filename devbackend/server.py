@@ -44,6 +44,7 @@ class DevBackend:
             ("POST", "/v1/completions"): self.completions,
             ("POST", "/v1/embeddings"): self.embeddings,
             ("POST", "/v1/responses"): self.responses,
+            ("POST", "/tokenize"): self.tokenize,
         }
         asgi.quiet_dropped_connections()
 
@@ -63,7 +64,7 @@ class DevBackend:
 
     def _route(self, scope: Scope):
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/") or path == "/tokenize":
             self._authorize(scope)
         if method == "GET" and path.startswith("/v1/models/"):
             return self.models_retrieve
@@ -143,6 +144,20 @@ class DevBackend:
             )
 
         await self._run(receive, serve.serve_whole(send, plan, tokens=0, body=render))
+
+    async def tokenize(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """vLLM's ``POST /tokenize``: the prompt tokens of ``messages`` (or of ``prompt``),
+        counted as the chat and completion endpoints count them."""
+        body = parse.json_object(await asgi.read_body(receive))
+        parse.model_of(body)
+        if "messages" in body:
+            count = text.chat_prompt_tokens(parse.messages_of(body))
+        else:
+            count = text.prompt_tokens(parse.prompt_of(body))
+        tokens = [0] * count  # this backend has no vocabulary: every token is 0
+        await asgi.send_json(
+            send, {"count": count, "max_model_len": self.options.context_tokens, "tokens": tokens}
+        )
 
     def _plan(self, scope: Scope, model: str) -> Plan:
         return plan_build(defaults=self.defaults, model=model, headers=dict(scope["headers"]))

@@ -416,6 +416,9 @@ GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 8 * 1024 * 1024, mini
 # Seconds to connect to a backend, and at most between two bytes of its answer.
 GATEWAY_CONNECT_TIMEOUT = env_int("GATEWAY_CONNECT_TIMEOUT", 5, minimum=1)
 GATEWAY_READ_TIMEOUT = env_int("GATEWAY_READ_TIMEOUT", 300, minimum=1)
+# Seconds a backend may take to count a stream's rendered prompt (``tokenize`` in the catalog)
+# when the stream ended without usage; slower, the estimate is billed.
+GATEWAY_TOKENIZE_SECONDS = env_int("GATEWAY_TOKENIZE_SECONDS", 2, minimum=1)
 # Retry-After (seconds) of a backend's 429 or 503 passed on without one of its own.
 GATEWAY_BACKEND_RETRY_AFTER = env_int("GATEWAY_BACKEND_RETRY_AFTER", 5, minimum=1)
 # Longest a request may take in all (a stream is cut there); its credit hold lives 2 min longer.

@@ -9,7 +9,7 @@ from apps.catalog.tasks import probe_backends
 
 @admin.register(Backend)
 class BackendAdmin(admin.ModelAdmin):
-    list_display = ("name", "base_url", "api_key_env")
+    list_display = ("name", "base_url", "api_key_env", "tokenize")
     search_fields = ("name",)
 
     def save_model(self, request, obj, form, change):

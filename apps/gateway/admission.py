@@ -76,6 +76,8 @@ class Tally:
     chunks: int = 0
     outcome: str | None = None  # None: decided by how the request ends
     forwarded: bool = False  # the request was sent to its backend
+    # Without usage: the backend's count of the rendered prompt, when it could say (tokenize.py)
+    rendered_prompt: int | None = None
 
     def take_usage(self, usage: dict | None) -> None:
         """The backend's usage when the ledger can hold it; otherwise the request is billed
@@ -126,8 +128,9 @@ class Admission:
 
     def usage(self, exc: BaseException | None) -> ledger.Usage:
         """The ledger's usage for this request: the backend's counts, or estimates (the
-        prompt as Anvil counted it, the chunks generated). A request that never reached its
-        backend, or whose backend failed before the first token, costs nothing."""
+        prompt as the backend rendered it when it could count it, else as Anvil counted it; the
+        chunks generated). A request that never reached its backend, or whose backend failed
+        before the first token, costs nothing."""
         tally = self.tally
         outcome = tally.outcome or outcome_of(exc)
         latency = int((time.monotonic() - self.started) * 1000)
@@ -136,7 +139,10 @@ class Admission:
         failed = outcome in (Outcome.BACKEND_ERROR, Outcome.BACKEND_TIMEOUT)
         if not tally.forwarded or (failed and not generated):
             return ledger.Usage.unused(outcome, latency, self.request_id)
-        prompt = self.prompt_estimate if estimated else tally.prompt_tokens
+        if estimated:
+            prompt = tally.rendered_prompt or self.prompt_estimate
+        else:
+            prompt = tally.prompt_tokens
         return ledger.Usage(prompt, generated, outcome, latency, estimated, self.request_id)
 
     def end(self, exc: BaseException | None = None) -> dict:

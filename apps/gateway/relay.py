@@ -22,6 +22,7 @@ from django.conf import settings
 from apps.gateway import metrics
 from apps.gateway.admission import Admission, admitted
 from apps.gateway.errors import GatewayError
+from apps.gateway.tokenize import rendered_prompt_tokens
 from apps.gateway.upstream import backend_post
 from apps.usage.models import Outcome
 from lib.backend_http import BackendConnectionError, BackendResponse
@@ -124,11 +125,16 @@ async def stream(admitting: admitted, path: str, upstream_body, client_wants_usa
     or a backend failing before its first token gets a proper status."""
     native = path == RESPONSES_PATH
     async with admitting as admission:
-        async with await _open(admission, path, upstream_body(admission)) as response:
+        body = upstream_body(admission)
+        async with await _open(admission, path, body) as response:
             reading = _response_events if native else _events
             async with aclosing(reading(admission, response, client_wants_usage)) as events:
                 async for event in events:
                     yield event
+        tally = admission.tally
+        if tally.prompt_tokens is None and tally.outcome is None and not native:
+            # no usage: ask the backend to count the chat prompt it rendered
+            tally.rendered_prompt = await rendered_prompt_tokens(admission.model, body)
         charged = admission.end()
         # A stream is over for its client once its row is in the ledger (the answer's time
         # is not what a stream is measured by).

@@ -227,3 +227,16 @@ def test_no_reply_has_more_than_a_million_tokens_whatever_the_window():
         seed=b"\0" * 32, echo="", limit=None, min_tokens=10**12, room=room
     )
     assert (len(tokens), finish) == (text.MAX_REPLY_TOKENS, "length") == (1_000_000, "length")
+
+
+def test_it_counts_a_prompt_at_tokenize_as_its_chat_endpoint_does(backend, client):
+    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hello there"}, picture]}]
+    answer = client.chat.completions.create(model="m", messages=messages, max_tokens=1)
+    counted = httpx.post(f"{backend}/tokenize", json={"model": "m", "messages": messages}).json()
+    assert counted["count"] == answer.usage.prompt_tokens == 4 + 3 + 85
+    assert len(counted["tokens"]) == counted["count"]
+    prompt = httpx.post(f"{backend}/tokenize", json={"model": "m", "prompt": "Hello there"})
+    assert prompt.json()["count"] == 3
+    refused = httpx.post(f"{backend}/tokenize", json={"model": "m", "messages": "Hello"})
+    assert refused.status_code == 400
