@@ -19,6 +19,7 @@ from apps.catalog.services import catalog_load, catalog_parse
 from apps.keys.services import api_key_create
 from apps.usage.credits import credits_for
 from apps.usage.models import LedgerEntry
+from apps.usage.reconcile import counters_reconcile
 from tests.llama import (
     CHAT_MODEL,
     EMBED_MODEL,
@@ -117,6 +118,45 @@ def test_it_streams_from_llama_cpp_token_by_token_until_the_end(llama_gateway):
         llama_gateway.chat, prompt_tokens=entry.prompt_tokens, completion_tokens=len(pieces)
     )
     assert entry.credits > 0
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        QUESTION,
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "Name three rivers in Poland."},
+        ],
+    ],
+    ids=["one message", "three messages"],
+)
+def test_a_streamed_chat_costs_what_the_same_chat_costs_answered_whole(llama_gateway, messages):
+    """llama.cpp counts the chat template (37 tokens for QUESTION, whose text alone is 12) in
+    a whole answer's usage but reports none in a stream: the stream's estimate adds the
+    catalog's template_tokens, so both charges agree within 5 %."""
+    client = llama_gateway.client
+    whole = client.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, max_tokens=24, temperature=0
+    )
+    wait_for_settlements()
+    stream = client.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, max_tokens=24, temperature=0, stream=True
+    )
+    pieces = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(pieces) == whole.choices[0].message.content
+    wait_for_settlements()
+    answered, streamed = LedgerEntry.objects.order_by("created")
+    assert not answered.estimated and streamed.estimated
+    assert answered.prompt_tokens == whole.usage.prompt_tokens
+    assert abs(streamed.prompt_tokens - answered.prompt_tokens) <= answered.prompt_tokens // 10
+    assert streamed.completion_tokens == answered.completion_tokens == len(pieces)
+    assert abs(streamed.credits - answered.credits) <= answered.credits * Decimal("0.05")
+    assert not answered.capped and not streamed.capped
+    assert counters_reconcile() == []
 
 
 def test_it_embeds_with_llama_cpp_and_bills_the_prompt_tokens(llama_gateway):
