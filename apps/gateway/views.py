@@ -316,6 +316,11 @@ def _model_facts(model) -> dict:
         "completion_price": _decimal_text(model.completion_price),
         "price_unit": "credits per 1M tokens",
         "context_window": model.context_window,
+        # what one image part counts in the hold and the context window (tokens.for_model);
+        # null: the model takes no images
+        "image_tokens": None
+        if model.image_tokens is None
+        else dict(zip(("low", "high"), model.image_tokens, strict=True)),
     }
 
 

@@ -218,3 +218,11 @@ def test_ignore_eos_without_max_tokens_generates_exactly_what_was_held(gateway):
     assert usage.completion_tokens == 57  # vLLM's ignore_eos: exactly the forwarded max_tokens
     books_balance()
     assert not LedgerEntry.objects.get().capped
+
+
+def test_the_models_api_tells_what_an_image_counts(gateway):
+    vision(gateway, image_tokens={"tile_size": 336, "tokens_per_tile": 144, "base_tokens": 0})
+    client = gateway.client()
+    model = client.models.retrieve("vision").model_extra
+    assert model["image_tokens"] == {"low": 0, "high": 144 * 7 * 3}  # 2048 x 768 in 336-px tiles
+    assert client.models.retrieve("chat-small").model_extra["image_tokens"] is None
