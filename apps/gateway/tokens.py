@@ -7,7 +7,9 @@ arguments of every tool call in the messages, and the prompt of a completion):
 
 * ``estimate`` ≈ what a BPE tokenizer produces: ceil(bytes / 4) + 4 tokens per message.
   Used for the context-window check and, when a backend reports no usage, for billing (the
-  ledger row is then marked *estimated*). It is the same rule the development backend uses.
+  ledger row is then marked *estimated*). The development backend counts message text the
+  same way but rounds up per message (up to a token per message above), and counts neither
+  tools nor tool calls.
 * ``upper_bound``: bytes + 8 per message. A byte-level BPE token covers at least one byte,
   so real prompt tokens never exceed it (chat-template special tokens are the per-message
   allowance). The credit hold uses it, so a request can never cost more than was held.
