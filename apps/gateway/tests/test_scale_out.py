@@ -9,7 +9,8 @@ limit, the key's monthly limit, the member's monthly limit in the grant), each o
 key of its own: nothing is spent past the limit; every request is either answered 200 and
 charged what the ledger charged it, or refused with 429 ``insufficient_quota`` naming that
 budget; both processes admitted requests and both refused some; the counters equal the ledger
-and no hold is left open.
+and no hold is left open. The budgets and those checks are ``tests/budget_races.py``'s, which
+``make bench BENCH_ARGS="--workers 2"`` runs too (bench/README.md).
 
 Run against ``anvil_place`` with the held credits left out of its room checks, it fails: every
 request admitted, 4.24 credits spent of the grant's 1.5.
@@ -18,97 +19,33 @@ request admitted, 4.24 credits spent of the grant's 1.5.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import threading
-from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from apps.catalog.models import CatalogModel, Kind
-from apps.grants.models import Grant
-from apps.keys.models import ApiKey
-from apps.keys.services import api_key_create
-from apps.limits.services import member_limit_set
-from apps.usage.exceptions import Limit
-from apps.usage.models import Hold, KeyMonthCounter, LedgerEntry, MemberMonthCounter, Outcome
+from apps.usage.models import Hold
 from apps.usage.reconcile import counters_reconcile
+from tests.budget_races import (
+    BODY,
+    BUDGETS,
+    PRICE,
+    REQUESTS,
+    Answer,
+    race_create,
+    race_problems,
+)
 from tests.servers import start_anvil_processes, stop_anvil_processes
 from tests.waiting import eventually
-
-REQUESTS = 200
-BUDGETS = ["grant", "key_total", "key_monthly", "member_monthly"]
-# 0.001 credits a token; a request ("Hi", max_tokens 20) is charged a few hundredths of a
-# credit and holds a little more, so about a quarter of the requests fit.
-PRICE = Decimal("1000")
-BUDGET = Decimal("1.5")
-OPEN = Decimal("1000")  # the budgets not under test: far above what a run spends
-
-
-@dataclass(frozen=True)
-class Race:
-    which: str
-    grant: Grant
-    key: ApiKey
-    secret: str
-
-
-def _race(world, model: CatalogModel, which: str) -> Race:
-    """A grant of the test's team and a key of Bob's in it, with ``which`` the one budget
-    that binds."""
-    today = timezone.localdate()
-    grant = Grant.objects.create(
-        team=world.team,
-        identifier=f"scale-out-{which.replace('_', '-')}",
-        credits_allocated=BUDGET if which == "grant" else OPEN,
-        valid_from=today - dt.timedelta(days=30),
-        valid_until=today + dt.timedelta(days=335),
-    )
-    grant.allowed_models.add(model)
-    key, secret = api_key_create(
-        grant=grant,
-        owner=world.bob,
-        name=f"scale-out {which}",
-        total_limit=BUDGET if which == "key_total" else None,
-        monthly_limit=BUDGET if which == "key_monthly" else None,
-    )
-    if which == "member_monthly":
-        member_limit_set(grant=grant, user=world.bob, monthly_limit=BUDGET, changed_by=world.alice)
-    return Race(which, grant, key, secret)
-
-
-def _spent(race: Race) -> tuple[Decimal, Decimal]:
-    """The binding budget's used and held counters, as PostgreSQL has them now."""
-    if race.which == "grant":
-        grant = Grant.objects.get(pk=race.grant.pk)
-        return grant.credits_used, grant.credits_held
-    if race.which == "key_total":
-        key = ApiKey.objects.get(pk=race.key.pk)
-        return key.credits_used, key.credits_held
-    if race.which == "key_monthly":
-        counter = KeyMonthCounter.objects.get(api_key=race.key)
-    else:
-        counter = MemberMonthCounter.objects.get(grant=race.grant, user=race.key.owner)
-    return counter.used, counter.held
-
-
-@dataclass(frozen=True)
-class Answer:
-    server: int  # 0 or 1: which process it was sent to
-    status: int
-    charged: Decimal | None = None  # X-Anvil-Credits-Charged
-    code: str | None = None
-    message: str = ""
 
 
 async def _fire(urls: list[str], secret: str, model: str) -> list[Answer]:
     """REQUESTS chat requests at once, alternately to each server; a connection each (no
     keep-alive to reuse), as many clients would open."""
-    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20}
+    body = {"model": model, **BODY}
     headers = {"Authorization": f"Bearer {secret}"}
     limits = httpx.Limits(max_connections=REQUESTS, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=60, limits=limits, trust_env=False) as client:
@@ -170,7 +107,10 @@ def test_two_processes_never_spend_past_any_budget(world, devbackend, tmp_path):
         prompt_price=PRICE, completion_price=PRICE, context_window=8192,
         max_concurrency=REQUESTS, queue_size=REQUESTS,
     )  # fmt: skip
-    races = [_race(world, model, which) for which in BUDGETS]
+    races = [
+        race_create(team=world.team, owner=world.bob, manager=world.alice, model=model, which=which)
+        for which in BUDGETS
+    ]
 
     servers = _start_both(tmp_path)
     urls = [server.url for server in servers]
@@ -189,34 +129,7 @@ def test_two_processes_never_spend_past_any_budget(world, devbackend, tmp_path):
             stop_anvil_processes(server)
 
     for race in races:
-        seen = answers[race.which]
-        statuses = Counter((a.server, a.status, a.code) for a in seen)
-        used, held = _spent(race)
-        assert used <= BUDGET, (race.which, used, statuses)  # no overshoot
-        assert held == 0
-
-        # Each request was answered and charged, or refused for want of credits in the
-        # budget under test.
-        assert {(a.status, a.code) for a in seen} == {(200, None), (429, "insufficient_quota")}, (
-            race.which,
-            statuses,
-        )
-        label = Limit(race.which).label
-        assert all(a.message.startswith(label) for a in seen if a.status == 429), race.which
-        # Both processes admitted requests and both refused some: they raced for the budget.
-        assert {a.server for a in seen if a.status == 200} == {0, 1}, (race.which, statuses)
-        assert {a.server for a in seen if a.status == 429} == {0, 1}, (race.which, statuses)
-        # A good part of the budget was spent before the refusals.
-        assert used > BUDGET / 2, (race.which, used)
-
-        # Each answered request is one ok ledger row of its key, charged what it was told;
-        # nothing else is charged.
-        entries = LedgerEntry.objects.filter(api_key=race.key)
-        charged = sorted(a.charged for a in seen if a.status == 200)
-        assert all(credits > 0 for credits in charged)
-        assert sorted(e.credits for e in entries) == charged, race.which
-        assert {e.outcome for e in entries} == {Outcome.OK}
-        assert sum(charged) == used
+        assert race_problems(race, answers[race.which]) == [], race.which
 
     assert not Hold.objects.exists()
     assert counters_reconcile() == []
