@@ -8,7 +8,9 @@ processes on loopback, and prints side by side: requests/s and p50/p95/p99 laten
 non-streaming chat at concurrency 1, 16 and 64; streaming time to first token, total time and
 chunk-by-chunk relay timing; server CPU per request (from /proc); then PASS/FAIL per target
 and the ledger check. With ``--workers N`` it then runs the non-streaming load again through
-Anvil under ``uvicorn --workers N`` and prints it beside the single-process run. Every process
+Anvil under ``uvicorn --workers N`` and prints it beside the single-process run, then checks
+budgets, the per-model concurrency limit, the fair queue and a revocation across its workers
+and across N independent servers (bench/scale_out.py). Every process
 it started is stopped on exit, Ctrl+C included. It exits 1 when a target or check fails. See
 bench/README.md.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python bench/gateway.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import servers
+from bench import scale_out, servers
 from bench.client import Target
 from bench.measure import Bench, Measured
 from bench.report import checks, diagnostics, stream_lines, table, workers_table
@@ -77,6 +79,9 @@ def _positive(text: str) -> int:
     return value
 
 
+TOPOLOGIES = ("workers", "servers")  # uvicorn --workers N; N servers on N ports
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -93,6 +98,7 @@ def _run_loop(coroutine):
 def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tuple:
     backend = anvil = bench = None
     workers = None
+    scale_out_checks, scale_out_ok = [], 0
     machine_ms = machine_speed_ms()
     try:
         servers.say(f"resetting {args.database_url} and {args.redis_url}; migrating …")
@@ -101,6 +107,8 @@ def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tup
         servers.manage(settings, "manage.py", "migrate", "--noinput", "-v", "0")
         backend = start_devbackend()
         world = servers.world_call(settings, "setup", "--backend-url", f"{backend.url}/v1")
+        if args.workers > 1:
+            topologies = {tag: scale_out.data_create(settings, tag) for tag in TOPOLOGIES}
         transactions = servers.pg_transactions(args.database_url)
         servers.say(f"starting Anvil (uvicorn --loop {args.loop} --http {args.http}) …")
         anvil = servers.anvil_start(
@@ -124,9 +132,13 @@ def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tup
             servers.process_stop(anvil.process)
             anvil = None
             transactions = servers.pg_transactions(args.database_url) - transactions
-            workers, workers_transactions = _workers_run(
-                args, settings, logs, direct, world, backend=backend.process.pid
+            workers, workers_transactions, found, ok = _workers_run(
+                args, settings, logs, direct, world, topologies["workers"], backend=backend
             )
+            more, more_ok = _servers_run(
+                args, settings, logs, topologies["servers"], backend_url=backend.url
+            )
+            scale_out_checks, scale_out_ok = found + more, ok + more_ok
     finally:
         if bench is not None and bench.profiler is not None:
             servers.process_stop(bench.profiler)
@@ -141,12 +153,15 @@ def run(args: argparse.Namespace, settings: servers.Settings, logs: Path) -> tup
     if workers is not None:
         extra["workers"] = workers
         extra["workers_pg_transactions"] = workers_transactions
+        extra["scale_out"] = scale_out_checks
+        extra["scale_out_ok"] = scale_out_ok
     return measured, ledger, extra
 
 
-def _workers_run(args, settings, logs: Path, direct: Target, world: dict, *, backend: int):
+def _workers_run(args, settings, logs: Path, direct: Target, world: dict, data: dict, *, backend):
     """The non-streaming runs again, direct and through Anvil under uvicorn --workers N
-    (the single-process Anvil stopped first); its Measured and PostgreSQL transactions."""
+    (the single-process Anvil stopped first), then the checks across its workers; its
+    Measured, PostgreSQL transactions, the checks and their requests answered 200."""
     transactions = servers.pg_transactions(args.database_url)
     servers.say(f"starting Anvil (uvicorn --workers {args.workers}) …")
     anvil = servers.anvil_start(
@@ -165,13 +180,51 @@ def _workers_run(args, settings, logs: Path, direct: Target, world: dict, *, bac
             argparse.Namespace(**{**vars(args), "profile": None}),
             direct=direct,
             anvil=target,
-            pids={"anvil": pids, "backend": backend},
+            pids={"anvil": pids, "backend": backend.process.pid},
             redis_url=args.redis_url,
         )
         measured = _run_loop(bench.run(streaming=False))
+        transactions = servers.pg_transactions(args.database_url) - transactions
+        processes = scale_out.Processes(
+            f"uvicorn --workers {args.workers}",
+            ports=[anvil.port],
+            pids=servers.uvicorn_workers(anvil.process.pid),
+        )
+        found, ok = _run_loop(
+            scale_out.run(processes, settings, data, tag="workers", backend_url=backend.url)
+        )
     finally:
         servers.process_stop(anvil.process, timeout=30)
-    return measured, servers.pg_transactions(args.database_url) - transactions
+    return measured, transactions, found, ok
+
+
+def _servers_run(args, settings, logs: Path, data: dict, *, backend_url: str):
+    """The checks across N independent Anvil servers (uvicorn, one worker each) on N ports;
+    the checks and their requests answered 200."""
+    servers.say(f"starting {args.workers} Anvil servers …")
+    started = []
+    try:
+        for index in range(args.workers):
+            started.append(
+                servers.anvil_start(
+                    settings,
+                    loop=args.loop,
+                    http=args.http,
+                    log=logs / f"anvil-server-{index + 1}.log",
+                    access_log=args.access_log,
+                )
+            )
+        processes = scale_out.Processes(
+            f"{args.workers} servers",
+            ports=[anvil.port for anvil in started],
+            pids=[anvil.process.pid for anvil in started],
+        )
+        return _run_loop(
+            scale_out.run(processes, settings, data, tag="servers", backend_url=backend_url)
+        )
+    finally:
+        for anvil in started:
+            servers.process_stop(anvil.process, timeout=30)
 
 
 def machine_speed_ms() -> float:
@@ -218,9 +271,17 @@ def report(args, measured: Measured, ledger: dict, extra: dict) -> int:
         print()
     print(diagnostics(measured, extra))
     print()
-    results = checks(_with_workers(measured, workers), ledger)
+    results = checks(_with_workers(measured, workers, extra), ledger)
     for check in results:
         print(check)
+    if extra.get("scale_out"):
+        print(
+            f"\nAcross processes (--workers {args.workers}; bench/README.md): "
+            "figures per process in the order of their ids (a/b: the first's, the second's):"
+        )
+        for check in extra["scale_out"]:
+            print(check)
+        results += extra["scale_out"]
     if args.profile:
         from bench.profile import summary
 
@@ -254,16 +315,16 @@ def workers_report(args, measured: Measured, workers: Measured, extra: dict) -> 
     )
 
 
-def _with_workers(measured: Measured, workers: Measured | None) -> Measured:
-    """For the ledger check: the requests through Anvil of both runs."""
+def _with_workers(measured: Measured, workers: Measured | None, extra: dict) -> Measured:
+    """For the ledger check: the requests through Anvil of both runs, and those the checks
+    across processes had answered 200 (their refusals, 429 and 401, leave no ledger row)."""
     if workers is None:
         return measured
     failed = dict(measured.anvil_failed)
     for error, count in workers.anvil_failed.items():
         failed[error] = failed.get(error, 0) + count
-    return dataclasses.replace(
-        measured, anvil_ok=measured.anvil_ok + workers.anvil_ok, anvil_failed=failed
-    )
+    ok = measured.anvil_ok + workers.anvil_ok + extra["scale_out_ok"]
+    return dataclasses.replace(measured, anvil_ok=ok, anvil_failed=failed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,11 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         servers.say(f"failed; Anvil's log is in {logs}")
         raise
     status = report(args, measured, ledger, extra)
-    failed = _with_workers(measured, extra.get("workers")).anvil_failed
-    if failed or ledger["mismatches"] or ledger["open_holds"]:
+    failed = _with_workers(measured, extra.get("workers"), extra).anvil_failed
+    scale_out_failed = not all(check.passed for check in extra.get("scale_out", []))
+    if failed or ledger["mismatches"] or ledger["open_holds"] or scale_out_failed:
         print(f"\nAnvil's log (its access log and warnings): {logs / 'anvil.log'}")
         if extra.get("workers") is not None:
             print(f"With --workers {args.workers}: {logs / 'anvil-workers.log'}")
+            print(f"The {args.workers} servers: {logs}/anvil-server-*.log")
     else:
         shutil.rmtree(logs)
     return status

@@ -195,6 +195,42 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def uvicorn_workers(pid: int) -> list[int]:
+    """The worker processes of ``uvicorn --workers N`` running as ``pid``: its children that
+    multiprocessing spawned (not its resource tracker)."""
+    workers = []
+    for child in process_tree(pid)[1:]:
+        with open(f"/proc/{child}/cmdline", "rb") as file:
+            if b"spawn_main" in file.read():
+                workers.append(child)
+    return workers
+
+
+def connection_owners(ports: list[int], pids: list[int]) -> dict[tuple[int, int], int]:
+    """Which of ``pids`` holds each connection accepted on one of ``ports``: (that port, the
+    client's port) → the process (the socket's inode is among the process's files; the ports
+    are in /proc/net/tcp or tcp6)."""
+    inodes = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed meanwhile
+                continue
+            if link.startswith("socket:["):
+                inodes[link[8:-1]] = pid
+    owners = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as file:
+            for line in file.readlines()[1:]:
+                fields = line.split()
+                local, remote, inode = fields[1], fields[2], fields[9]
+                port = int(local.rsplit(":", 1)[1], 16)
+                if port in ports and inode in inodes:
+                    owners[port, int(remote.rsplit(":", 1)[1], 16)] = inodes[inode]
+    return owners
+
+
 def python_start(settings: Settings, *args: str, log: Path) -> subprocess.Popen:
     """``python <args>`` in the project with the benchmark's environment, as its own process
     (a Celery worker or beat), its output appended to ``log``."""
