@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from dataclasses import dataclass
@@ -164,11 +165,21 @@ class DevBackend:
 
     async def _run(self, receive: Receive, work) -> None:
         self.stats.begin()
-        cancelled = False
-        try:
-            cancelled = await asgi.run_until_disconnect(receive, work)
-        finally:
-            self.stats.end(cancelled=cancelled)
+
+        async def counted() -> None:
+            # Ended in the step that sent the last byte. Ended once this request's task resumed
+            # after the work, the count overlapped the next request of a kept-alive connection:
+            # a client never having more than 2 requests out was counted up to 4 in flight.
+            cancelled = False
+            try:
+                await work
+            except asyncio.CancelledError:
+                cancelled = True  # the client went away first
+                raise
+            finally:
+                self.stats.end(cancelled=cancelled)
+
+        await asgi.run_until_disconnect(receive, counted())
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
