@@ -71,8 +71,9 @@ class _Open:
 
 
 async def _connections(processes: Processes, count: int) -> list[_Open]:
-    """``count`` connections, round-robin over the ports (more, up to 100, until every process
-    has one), each with the process that accepted it."""
+    """``count`` connections, round-robin over the ports, each with the process that accepted
+    it, the first one of each process first (up to 100 more are opened until every process
+    has one; those not needed are closed)."""
     loop = asyncio.get_running_loop()
     opened: list[_Open] = []
     while len(opened) < count or (
@@ -83,7 +84,14 @@ async def _connections(processes: Processes, count: int) -> list[_Open]:
         opened.append(_Open(connection, port))
         if len(opened) >= count:
             await _owners(processes, opened)
-    return opened
+    missing = set(processes.pids) - {o.pid for o in opened}
+    if missing:
+        _close(opened)
+        raise RuntimeError(f"{processes.name}: {len(opened)} connections, none to {missing}")
+    first = [next(o for o in opened if o.pid == pid) for pid in processes.pids]
+    chosen = first + [o for o in opened if o not in first][: count - len(first)]
+    _close([o for o in opened if o not in chosen])
+    return chosen
 
 
 async def _owners(processes: Processes, opened: list[_Open]) -> None:
@@ -125,8 +133,7 @@ async def budgets(processes: Processes, races: dict) -> dict[str, list[dict]]:
     answers = {}
     for which, secret in races["secrets"].items():
         opened = await _connections(processes, races["requests"] + len(processes.pids))
-        first = [next(o for o in opened if o.pid == pid) for pid in processes.pids]
-        rest = [o for o in opened if o not in first][: races["requests"]]
+        first, rest = opened[: len(processes.pids)], opened[len(processes.pids) :]
         try:
             sent = [await _send(o, secret, RACE_MODEL) for o in first]
             sent += await asyncio.gather(*(_send(o, secret, RACE_MODEL) for o in rest))
