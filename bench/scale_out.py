@@ -71,25 +71,33 @@ class _Open:
 
 
 async def _connections(processes: Processes, count: int) -> list[_Open]:
-    """``count`` connections, round-robin over the ports, each with the process that accepted
-    it, the first one of each process first (up to 100 more are opened until every process
-    has one; those not needed are closed)."""
+    """``count`` connections, as many to each process (under ``--workers N`` the kernel picks
+    the worker: more are opened, and the surplus closed, until each has its share), taken in
+    turn from each process, with the process that accepted each."""
     loop = asyncio.get_running_loop()
-    opened: list[_Open] = []
-    while len(opened) < count or (
-        len({o.pid for o in opened}) < len(processes.pids) and len(opened) < count + 100
-    ):
-        port = processes.ports[len(opened) % len(processes.ports)]
-        _, connection = await loop.create_connection(_Connection, "127.0.0.1", port)
-        opened.append(_Open(connection, port))
-        if len(opened) >= count:
-            await _owners(processes, opened)
-    missing = set(processes.pids) - {o.pid for o in opened}
-    if missing:
+    share = -(-count // len(processes.pids))
+    kept: dict[int, list[_Open]] = {pid: [] for pid in processes.pids}
+    for _ in range(20):
+        short = sum(share - len(each) for each in kept.values())
+        if not short:
+            break
+        batch = []
+        for index in range(short):
+            port = processes.ports[index % len(processes.ports)]
+            _, connection = await loop.create_connection(_Connection, "127.0.0.1", port)
+            batch.append(_Open(connection, port))
+        await _owners(processes, batch)
+        for o in batch:
+            if len(kept[o.pid]) < share:
+                kept[o.pid].append(o)
+            else:
+                o.connection.close()
+    opened = [o for pid in processes.pids for o in kept[pid]]
+    if any(len(each) < share for each in kept.values()):
         _close(opened)
-        raise RuntimeError(f"{processes.name}: {len(opened)} connections, none to {missing}")
-    first = [next(o for o in opened if o.pid == pid) for pid in processes.pids]
-    chosen = first + [o for o in opened if o not in first][: count - len(first)]
+        shares = {pid: len(each) for pid, each in kept.items()}
+        raise RuntimeError(f"{processes.name}: connections per process {shares}, not {share}")
+    chosen = [kept[pid][index] for index in range(share) for pid in processes.pids][:count]
     _close([o for o in opened if o not in chosen])
     return chosen
 

@@ -29,7 +29,7 @@ from apps.usage.models import KeyMonthCounter, LedgerEntry, MemberMonthCounter, 
 REQUESTS = 200
 BUDGETS = ["grant", "key_total", "key_monthly", "member_monthly"]
 # 0.001 credits a token; a request ("Hi", max_tokens 20) is charged a few hundredths of a
-# credit and holds a little more, so about a third of the requests fit (61-77 of 202 in
+# credit and holds a little more, so about a third of the requests fit (52-84 of 202 in
 # make bench --workers 2).
 PRICE = Decimal("1000")
 BUDGET = Decimal("1.5")
